@@ -1,0 +1,151 @@
+"""Split documents into chunks that never exceed the model's token budget.
+
+Lengths are counted with the model's own tokenizer, special tokens included, so a chunk's
+``token_count`` is exactly what the encoder sees, and the encoder never truncates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from indexer.config import MAX_MODEL_TOKENS
+from indexer.errors import ChunkingError
+from indexer.models import Chunk, Document
+
+logger = logging.getLogger(__name__)
+
+# Paragraph, line, sentence and word breaks. No "" (per-character) fallback: text with no separator
+# left is cut by token windows instead, which is exact and linear in the text's length.
+SEPARATORS = ["\n\n", "\n", ". ", "。", "! ", "? ", "; ", ", ", " ", "\u3000"]
+
+
+class Tokenizer(Protocol):
+    """The part of a Hugging Face fast tokenizer that chunking uses."""
+
+    def __call__(self, text: str, **kwargs: Any) -> Any: ...
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int: ...
+
+
+class TokenCounter:
+    """Counts tokens the way the encoder will see them (special tokens included)."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.special = tokenizer.num_special_tokens_to_add()
+
+    def __call__(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
+
+    def content(self, text: str) -> int:
+        """Tokens of ``text`` alone: pieces merged by the splitter add up without special tokens."""
+        return len(self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of every content token of ``text`` (no special tokens)."""
+        enc = self.tokenizer(
+            text, add_special_tokens=False, truncation=False, return_offsets_mapping=True, verbose=False
+        )
+        return [tuple(span) for span in enc["offset_mapping"]]
+
+
+class Chunker:
+    """Token-bounded recursive splitting with character offsets and page numbers kept."""
+
+    def __init__(self, tokenizer: Tokenizer, chunk_size: int, chunk_overlap: int = 0) -> None:
+        if not 0 < chunk_size <= MAX_MODEL_TOKENS:
+            raise ChunkingError(f"chunk_size must be in 1..{MAX_MODEL_TOKENS}, got {chunk_size}")
+        if not 0 <= chunk_overlap < chunk_size:
+            raise ChunkingError(f"chunk_overlap must be in 0..{chunk_size - 1}, got {chunk_overlap}")
+        self.count = TokenCounter(tokenizer)
+        if chunk_size <= self.count.special + 1:
+            raise ChunkingError(f"chunk_size {chunk_size} leaves no room for text next to special tokens")
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        # langchain adds up the lengths of the pieces it merges, so it measures content tokens against
+        # the budget left after the special tokens; every chunk is then counted exactly, specials included.
+        self._splitter = RecursiveCharacterTextSplitter(
+            separators=SEPARATORS,
+            chunk_size=chunk_size - self.count.special,
+            chunk_overlap=min(chunk_overlap, chunk_size - self.count.special - 1),
+            length_function=self.count.content,
+            keep_separator=True,
+            strip_whitespace=True,
+        )
+
+    def spans(self, text: str) -> Iterator[tuple[int, int, int]]:
+        """Yield ``(start, end, token_count)`` of each chunk of ``text``, in order."""
+        prev_start, prev_end = -1, 0
+        for piece in self._splitter.split_text(text):
+            start = self._locate(text, piece, prev_start, prev_end)
+            end = start + len(piece)
+            prev_start, prev_end = start, end
+            tokens = self.count(piece)
+            if tokens <= self.chunk_size:
+                yield start, end, tokens
+            else:  # no separator left inside ``piece``: cut it by token windows
+                for s, e, n in self._token_windows(text[start:end]):
+                    yield start + s, start + e, n
+
+    @staticmethod
+    def _locate(text: str, piece: str, prev_start: int, prev_end: int) -> int:
+        """Offset of ``piece``, the chunk after the one at [prev_start, prev_end).
+
+        A chunk starts inside its predecessor (overlap) or at the first non-blank character after it.
+        Searching only there, latest match first, keeps offsets right when the same text repeats.
+        """
+        limit = prev_end
+        while limit < len(text) and text[limit].isspace():
+            limit += 1
+        start = text.rfind(piece, prev_start + 1, limit + len(piece))
+        if start < 0:
+            start = text.find(piece, prev_start + 1)
+        if start < 0:  # cannot happen for stripped splits of ``text``; be loud if it does
+            raise ChunkingError("the splitter returned text that is not part of the document")
+        return start
+
+    def _token_windows(self, text: str) -> Iterator[tuple[int, int, int]]:
+        offsets = self.count.offsets(text)
+        window = self.chunk_size - self.count.special
+        step_back = min(self.chunk_overlap, window - 1)
+        i = 0
+        while i < len(offsets):
+            size = min(window, len(offsets) - i)
+            while True:
+                s, e = offsets[i][0], offsets[i + size - 1][1]
+                while s < e and text[s].isspace():  # a token's span may include the space before it
+                    s += 1
+                while e > s and text[e - 1].isspace():
+                    e -= 1
+                n = self.count(text[s:e])
+                # Re-tokenising a slice can merge or split differently at its edges: shrink until it fits.
+                if n <= self.chunk_size or size == 1:
+                    break
+                size -= max(1, n - self.chunk_size)
+            if n > self.chunk_size:
+                raise ChunkingError(f"a single token span {text[s:e]!r:.40} exceeds {self.chunk_size} tokens")
+            if text[s:e].strip():
+                yield s, e, n
+            if i + size >= len(offsets):
+                break
+            i += max(1, size - step_back)
+
+    def split(self, doc: Document) -> Iterator[Chunk]:
+        """The chunks of one document, numbered from 0."""
+        for index, (start, end, tokens) in enumerate(self.spans(doc.text)):
+            yield Chunk(
+                doc_id=doc.doc_id,
+                source=doc.source,
+                content_hash=doc.content_hash,
+                chunk_index=index,
+                text=doc.text[start:end],
+                start=start,
+                end=end,
+                pages=doc.pages_between(start, end),
+                token_count=tokens,
+                metadata=doc.metadata,
+            )

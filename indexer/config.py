@@ -1,0 +1,162 @@
+"""Typed configuration: defaults < TOML file < environment < CLI flags.
+
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from indexer.errors import ConfigError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+MAX_MODEL_TOKENS = 8192  # BGE-M3's context length
+
+# Environment variables honoured, and the setting each overrides.
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "QDRANT_URL": ("qdrant", "url"),
+    "QDRANT_API_KEY": ("qdrant", "api_key"),
+    "INDEXER_MODEL": ("model", "name"),
+}
+ENV_CONFIG_PATH = "INDEXER_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSettings(_Section):
+    name: str = "BAAI/bge-m3"  # a Hugging Face id or a local directory
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    fp16: bool = True  # applied on a GPU only; on CPU FlagEmbedding always runs float32
+    batch_size: int = Field(16, ge=1, le=4096)
+    pooling: Literal["auto", "cls", "mean"] = "auto"  # auto: read the model's own pooling config
+    query_max_length: int = Field(512, ge=8, le=MAX_MODEL_TOKENS)
+
+
+class ChunkingSettings(_Section):
+    chunk_size: int = Field(512, ge=16, le=MAX_MODEL_TOKENS)  # tokens, special tokens included
+    chunk_overlap: int = Field(64, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be below chunk_size ({self.chunk_size})")
+        return self
+
+
+class QdrantSettings(_Section):
+    url: str | None = None  # a server; when unset, the embedded engine is used
+    api_key: str | None = Field(None, repr=False)  # from QDRANT_API_KEY or a flag, never from a file
+    prefer_grpc: bool = True  # gRPC has no 32 MB request limit; REST has
+    grpc_port: int = 6334
+    timeout: float = Field(60.0, gt=0)
+    engine: Literal["edge", "local"] = "edge"  # embedded engine: Qdrant Edge, or qdrant-client local mode
+    path: str = ".qdrant"  # embedded storage folder; ":memory:" with engine "local" keeps nothing
+
+
+class CollectionSettings(_Section):
+    name: str = Field("documents", min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
+    colbert: bool = True  # store ColBERT multivectors (needed by the colbert modes)
+    dense_datatype: Literal["float32", "float16"] = "float32"
+    colbert_datatype: Literal["float32", "float16"] = "float16"
+    colbert_on_disk: bool = True
+
+
+SearchModeName = Literal["dense", "sparse", "hybrid", "hybrid_dbsf", "hybrid_colbert", "colbert"]
+
+
+class RetrievalSettings(_Section):
+    mode: SearchModeName = "hybrid"
+    prefetch_limit: int = Field(100, ge=1, le=10_000)
+    rrf_k: int = Field(60, ge=1)
+    rrf_weights: tuple[float, float] | None = None  # (dense, sparse); None: equal
+    limit: int = Field(10, ge=1, le=1000)
+
+
+class IngestSettings(_Section):
+    include: tuple[str, ...] = ("**/*.pdf", "**/*.txt", "**/*.md")
+    exclude: tuple[str, ...] = ()
+    write_batch_points: int = Field(64, ge=1)
+    write_batch_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)
+    write_retries: int = Field(5, ge=0)
+
+
+class Settings(_Section):
+    model: ModelSettings = ModelSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    qdrant: QdrantSettings = QdrantSettings()
+    collection: CollectionSettings = CollectionSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    ingest: IngestSettings = IngestSettings()
+
+    def replace(self, **sections: dict[str, Any]) -> Settings:
+        """A copy with some fields of some sections replaced, validated again."""
+        return _validate(_merge(self.model_dump(), sections), "overrides")
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _validate(data: dict[str, Any], origin: str) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"invalid configuration ({origin}): {problems}") from e
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file not found: {path}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    if "api_key" in data.get("qdrant", {}):
+        raise ConfigError(f"{path}: do not keep the Qdrant API key in a file; set QDRANT_API_KEY instead")
+    return data
+
+
+def load_settings(
+    path: Path | str | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build settings from defaults, an optional TOML file, the environment and explicit overrides.
+
+    ``overrides`` (usually CLI flags) is ``{section: {field: value}}``; ``None`` values are ignored.
+    ``path`` falls back to ``$INDEXER_CONFIG``; with neither, built-in defaults (``configs/default.toml``).
+    """
+    env = os.environ if env is None else env
+    data: dict[str, Any] = Settings().model_dump()
+    origin = "defaults"
+    path = path or env.get(ENV_CONFIG_PATH) or None
+    if path is not None:
+        data = _merge(data, read_config_file(Path(path)))
+        origin = str(path)
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if env.get(var):
+            data[section][key] = env[var]
+    for section, values in (overrides or {}).items():
+        data[section] = _merge(data.get(section, {}), {k: v for k, v in values.items() if v is not None})
+    return _validate(data, origin)

@@ -1,0 +1,41 @@
+"""One error family for the whole package: the CLI turns any of them into one clear line."""
+
+
+class IndexerError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(IndexerError):
+    """The configuration file, environment or flags are invalid."""
+
+
+class LoaderError(IndexerError):
+    """A source file could not be read or decoded."""
+
+
+class ChunkingError(IndexerError):
+    """A text could not be split within the token budget."""
+
+
+class ModelLoadError(IndexerError):
+    """The embedding model could not be loaded."""
+
+
+class EncodingError(IndexerError):
+    """The model failed on some input, or would have truncated it."""
+
+
+class StoreError(IndexerError):
+    """The vector store failed or is unreachable."""
+
+
+class SchemaMismatchError(StoreError):
+    """An existing collection does not match the configured vectors."""
+
+
+class QueryError(IndexerError):
+    """A search request is invalid (unknown mode, malformed filter, ...)."""
+
+
+class TransientStoreError(StoreError):
+    """A store error worth retrying (connection lost, timeout, overload)."""

@@ -1,0 +1,76 @@
+"""Batched, retried writes: bounded by point count and by bytes, waiting for the last one."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from indexer.errors import TransientStoreError
+from indexer.models import PointRecord
+from indexer.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class Writer:
+    """Buffers points and upserts them in batches of at most ``max_points`` points and ``max_bytes``.
+
+    A server's REST limit is 32 MB per request and one ColBERT point of 256 tokens is about 5 MB as
+    JSON, so the byte bound matters as much as the count. Transient errors are retried with
+    exponential backoff; the last batch is written with ``wait=True`` and the store is finished.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        max_points: int = 64,
+        max_bytes: int = 8 * 1024 * 1024,
+        retries: int = 5,
+        backoff: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.max_points = max_points
+        self.max_bytes = max_bytes
+        self.retries = retries
+        self.backoff = backoff
+        self.sleep = sleep
+        self.buffer: list[PointRecord] = []
+        self.buffer_bytes = 0
+        self.written = 0
+        self.batches = 0
+
+    def add(self, point: PointRecord) -> None:
+        size = point.estimated_bytes(self.store.bytes_per_float)
+        if self.buffer and self.buffer_bytes + size > self.max_bytes:
+            self.flush()
+        self.buffer.append(point)
+        self.buffer_bytes += size
+        if len(self.buffer) >= self.max_points or self.buffer_bytes >= self.max_bytes:
+            self.flush()
+
+    def flush(self, wait: bool = False) -> None:
+        if not self.buffer:
+            return
+        batch, self.buffer, self.buffer_bytes = self.buffer, [], 0
+        self._write(batch, wait)
+        self.written += len(batch)
+        self.batches += 1
+
+    def _write(self, batch: list[PointRecord], wait: bool) -> None:
+        for attempt in range(self.retries + 1):
+            try:
+                self.store.upsert(batch, wait=wait)
+                return
+            except TransientStoreError as e:
+                if attempt == self.retries:
+                    raise
+                delay = min(30.0, self.backoff * 2**attempt)
+                logger.warning("write of %d points failed (%s); retry %d in %.1fs", len(batch), e, attempt + 1, delay)
+                self.sleep(delay)
+
+    def close(self) -> None:
+        """Write what is buffered, wait for it, and make the store durable and searchable."""
+        self.flush(wait=True)
+        self.store.finish()

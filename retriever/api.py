@@ -1,0 +1,157 @@
+"""The Python API: ``Retriever(...).search("query")`` returns typed hits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexer.config import Settings, load_settings
+from indexer.encoder import BGEM3Encoder, Encoder
+from indexer.errors import QueryError, SchemaMismatchError
+from indexer.models import Hit
+from indexer.schema import COLBERT, DENSE
+from indexer.store import Store, open_store
+from retriever.query import SearchMode, build_request, parse_filter
+
+logger = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One ranked chunk. ``score`` is on the mode's own scale (see README, "Scores")."""
+
+    id: str
+    score: float
+    text: str
+    doc_id: str
+    source: str
+    pages: tuple[int, ...]
+    chunk_index: int
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def page(self) -> int | None:
+        return self.pages[0] if self.pages else None
+
+    @classmethod
+    def from_hit(cls, hit: Hit) -> SearchHit:
+        p = hit.payload
+        return cls(
+            id=hit.id,
+            score=hit.score,
+            text=p.get("text", ""),
+            doc_id=p.get("doc_id", ""),
+            source=p.get("source", ""),
+            pages=tuple(p.get("pages") or ()),
+            chunk_index=int(p.get("chunk_index", -1)),
+            metadata=dict(p.get("metadata") or {}),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "score": self.score,
+            "doc_id": self.doc_id,
+            "source": self.source,
+            "pages": list(self.pages),
+            "chunk_index": self.chunk_index,
+            "text": self.text,
+            "metadata": self.metadata,
+        }
+
+
+class Retriever:
+    """Searches one collection. Opens the store and the model once; use it as a context manager.
+
+    >>> with Retriever.from_config("configs/default.toml") as r:
+    ...     hits = r.search("late delivery penalty", mode="hybrid_colbert", filter={"source": "contract.pdf"})
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        encoder: Encoder | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        # The store first: an unreachable server or a missing collection fails before the model loads.
+        self.store = store or open_store(self.settings.qdrant, self.settings.collection.name)
+        try:
+            self.shape = self.store.open_collection()
+            self.encoder = encoder or BGEM3Encoder(
+                self.settings.model, max_length=self.settings.chunking.chunk_size, colbert=True
+            )
+            dense = self.shape.get(DENSE)
+            if not dense or dense["size"] != self.encoder.dense_dim:
+                raise SchemaMismatchError(
+                    f"collection {self.store.collection!r} holds {dense['size'] if dense else 'no'}-d dense vectors "
+                    f"but model {self.encoder.name!r} makes {self.encoder.dense_dim}-d ones; search it with the "
+                    "model that built it"
+                )
+        except BaseException:
+            self.store.close()
+            raise
+
+    @classmethod
+    def from_config(cls, path: str | Path | None = None, **overrides: dict[str, Any]) -> Retriever:
+        """Settings from a TOML file (and the environment), with ``{section: {field: value}}`` overrides."""
+        return cls(load_settings(path, overrides))
+
+    def __enter__(self) -> Retriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def search(
+        self, query: str, limit: int | None = None, mode: SearchMode | str | None = None, filter: Any = None
+    ) -> list[SearchHit]:
+        """The best ``limit`` chunks for ``query``; ``filter`` takes any form ``parse_filter`` reads."""
+        return self.search_batch([query], limit=limit, mode=mode, filter=filter)[0]
+
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        limit: int | None = None,
+        mode: SearchMode | str | None = None,
+        filter: Any = None,
+    ) -> list[list[SearchHit]]:
+        """Several queries: encoded in one model call and answered in one engine call."""
+        r = self.settings.retrieval
+        mode = SearchMode.parse(mode or r.mode)
+        limit = r.limit if limit is None else limit
+        if not 1 <= limit <= 1000:
+            raise QueryError(f"limit must be between 1 and 1000, got {limit}")
+        if mode.needs_colbert and COLBERT not in self.shape:
+            raise QueryError(f"mode {mode.value} needs ColBERT vectors, which collection {self.store.collection!r} lacks")
+        for q in queries:
+            if not isinstance(q, str) or not q.strip():
+                raise QueryError("the query is empty")
+            if len(q) > MAX_QUERY_CHARS:
+                raise QueryError(f"the query is {len(q)} characters long; the limit is {MAX_QUERY_CHARS}")
+        if not queries:
+            return []
+        flt = parse_filter(filter)
+        embeddings = self.encoder.encode_queries(list(queries))
+        requests = [
+            build_request(
+                mode,
+                e,
+                limit=limit,
+                prefetch_limit=r.prefetch_limit,
+                rrf_k=r.rrf_k,
+                rrf_weights=r.rrf_weights,
+                flt=flt,
+            )
+            for e in embeddings
+        ]
+        return [[SearchHit.from_hit(h) for h in hits] for hits in self.store.query_batch(requests)]
