@@ -91,22 +91,33 @@ class Chunker:
                 for s, e, n in self._token_windows(text[start:end]):
                     yield start + s, start + e, n
 
-    @staticmethod
-    def _locate(text: str, piece: str, prev_start: int, prev_end: int) -> int:
+    def _locate(self, text: str, piece: str, prev_start: int, prev_end: int) -> int:
         """Offset of ``piece``, the chunk after the one at [prev_start, prev_end).
 
-        A chunk starts inside its predecessor (overlap) or at the first non-blank character after it.
-        Searching only there, latest match first, keeps offsets right when the same text repeats.
+        A chunk starts inside its predecessor (the overlap) or at the first non-blank character after
+        it. When the same text repeats, several places fit: langchain keeps the longest tail of the
+        previous chunk within ``chunk_overlap`` tokens, so the earliest place whose overlap fits is
+        the true one.
         """
         limit = prev_end
         while limit < len(text) and text[limit].isspace():
             limit += 1
-        start = text.rfind(piece, prev_start + 1, limit + len(piece))
-        if start < 0:
-            start = text.find(piece, prev_start + 1)
-        if start < 0:  # cannot happen for stripped splits of ``text``; be loud if it does
-            raise ChunkingError("the splitter returned text that is not part of the document")
-        return start
+        candidates = []
+        at = text.find(piece, prev_start + 1, limit + len(piece))
+        while at >= 0:
+            candidates.append(at)
+            at = text.find(piece, at + 1, limit + len(piece))
+        if not candidates:
+            at = text.find(piece, prev_start + 1)
+            if at < 0:  # cannot happen for stripped splits of ``text``; be loud if it does
+                raise ChunkingError("the splitter returned text that is not part of the document")
+            return at
+        best = candidates[-1]
+        for at in reversed(candidates[:-1]):  # the overlap only grows going back: stop when it is too long
+            if self.count.content(text[at:prev_end]) > self.chunk_overlap:
+                break
+            best = at
+        return best
 
     def _token_windows(self, text: str) -> Iterator[tuple[int, int, int]]:
         offsets = self.count.offsets(text)

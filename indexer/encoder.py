@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from indexer.config import MAX_MODEL_TOKENS, ModelSettings
-from indexer.errors import EncodingError, ModelLoadError
+from indexer.errors import EncodingError, ModelLoadError, QueryError
 from indexer.models import Embedding, SparseVec
 
 logger = logging.getLogger(__name__)
@@ -195,13 +195,15 @@ class BGEM3Encoder:
         ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         return [len(x) for x in ids]
 
-    def _encode(self, texts: Sequence[str], max_length: int, colbert: bool, kind: str) -> list[Embedding]:
+    def _encode(
+        self, texts: Sequence[str], max_length: int, colbert: bool, kind: str, too_long_error: type[Exception]
+    ) -> list[Embedding]:
         if not texts:
             return []
         too_long = [(i, n) for i, n in enumerate(self._lengths(texts)) if n > max_length]
         if too_long:
             i, n = too_long[0]
-            raise EncodingError(
+            raise too_long_error(
                 f"{len(too_long)} {kind}(s) exceed {max_length} tokens (e.g. #{i}: {n} tokens); "
                 "the model would truncate them silently"
             )
@@ -230,11 +232,11 @@ class BGEM3Encoder:
 
     def encode_passages(self, texts: Sequence[str]) -> list[Embedding]:
         """Encode chunks; pass many (several batches) per call, FlagEmbedding sorts them by length."""
-        return self._encode(texts, self.max_length, self.colbert, "passage")
+        return self._encode(texts, self.max_length, self.colbert, "passage", EncodingError)
 
     def encode_queries(self, texts: Sequence[str]) -> list[Embedding]:
         """Encode queries (BGE-M3 needs no query instruction); a query over the limit is refused."""
-        return self._encode(texts, self.settings.query_max_length, True, "query")
+        return self._encode(texts, self.settings.query_max_length, True, "query", QueryError)
 
 
 def _quiet_tqdm(*args: Any, **kwargs: Any) -> Any:

@@ -163,7 +163,7 @@ def ingest(
             group.clear()
             return
         for (result, chunk), emb in zip(group, embeddings, strict=True):
-            writer.add(to_point(EncodedChunk(chunk, emb)))
+            writer.add(to_point(EncodedChunk(chunk, emb), colbert=spec.colbert_dim is not None))
             result.chunks += 1
             result.tokens += chunk.token_count
             tokens += chunk.token_count

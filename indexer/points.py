@@ -36,12 +36,13 @@ def chunk_payload(chunk: Chunk) -> dict[str, Any]:
     }
 
 
-def to_point(encoded: EncodedChunk) -> PointRecord:
+def to_point(encoded: EncodedChunk, colbert: bool = True) -> PointRecord:
+    """The point of one chunk; ``colbert=False`` leaves ColBERT out, for collections without it."""
     c, e = encoded.chunk, encoded.embedding
     return PointRecord(
         id=point_id(c.doc_id, c.content_hash, c.chunk_index),
         dense=e.dense,
         sparse=e.sparse,
-        colbert=e.colbert,
+        colbert=e.colbert if colbert else None,
         payload=chunk_payload(c),
     )

@@ -84,3 +84,15 @@ def test_pages_of_chunks(tokenizer) -> None:
 def test_overlap_must_be_below_size(tokenizer) -> None:
     with pytest.raises(ChunkingError):
         Chunker(tokenizer, 64, 64)
+
+
+@pytest.mark.parametrize("overlap", [0, 16])
+def test_periodic_text_offsets_do_not_drift(tokenizer, overlap: int) -> None:
+    text = "First version. " * 300
+    doc = build_document("d", "d", text.encode(), [text])
+    chunks = list(Chunker(tokenizer, 128, overlap).split(doc))
+    check_chunks(doc, chunks, tokenizer, 128)
+    gaps = [b.start - a.end for a, b in zip(chunks, chunks[1:])]
+    assert all(g <= 1 for g in gaps)  # consecutive: overlapping, or one space apart
+    if overlap:
+        assert all(g < 0 for g in gaps)

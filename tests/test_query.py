@@ -1,0 +1,96 @@
+"""Query building and filter parsing: pure, no engine."""
+
+import numpy as np
+import pytest
+from qdrant_client import models
+
+from indexer.errors import QueryError
+from indexer.models import Embedding, SparseVec
+from retriever.query import SearchMode, build_request, parse_filter
+
+Q = Embedding(
+    dense=np.array([0.6, 0.8], dtype=np.float32),
+    sparse=SparseVec(indices=(3, 7), values=(0.5, 0.25)),
+    colbert=np.eye(2, dtype=np.float32),
+)
+F = models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value="a.pdf"))])
+
+
+def legs(prefetch: list[models.Prefetch]) -> list[str]:
+    return [p.using for p in prefetch]
+
+
+def test_dense_and_sparse_are_single_stage() -> None:
+    r = build_request("dense", Q, limit=5, flt=F)
+    assert r.using == "dense" and r.prefetch is None and r.limit == 5 and r.filter == F
+    assert r.query == pytest.approx([0.6, 0.8]) and all(type(x) is float for x in r.query)
+    r = build_request("sparse", Q)
+    assert r.using == "sparse" and r.query == models.SparseVector(indices=[3, 7], values=[0.5, 0.25])
+
+
+def test_hybrid_fuses_two_filtered_prefetches_with_rrf_k() -> None:
+    r = build_request("hybrid", Q, limit=10, prefetch_limit=100, rrf_k=60, rrf_weights=[2.0, 1.0], flt=F)
+    assert legs(r.prefetch) == ["dense", "sparse"]
+    assert all(p.filter == F and p.limit == 100 for p in r.prefetch)
+    assert r.query == models.RrfQuery(rrf=models.Rrf(k=60, weights=[2.0, 1.0]))
+    assert r.filter == F and r.with_payload is True
+
+
+def test_dbsf() -> None:
+    r = build_request("hybrid_dbsf", Q)
+    assert r.query == models.FusionQuery(fusion=models.Fusion.DBSF)
+    assert legs(r.prefetch) == ["dense", "sparse"]
+
+
+def test_hybrid_colbert_reranks_fused_candidates_in_one_request() -> None:
+    r = build_request("hybrid_colbert", Q, limit=10, prefetch_limit=50, rrf_k=60, flt=F)
+    assert r.using == "colbert" and r.query == [[1.0, 0.0], [0.0, 1.0]]
+    [fused] = r.prefetch
+    assert isinstance(fused.query, models.RrfQuery) and fused.limit == 50 and fused.filter == F
+    assert legs(fused.prefetch) == ["dense", "sparse"] and all(p.filter == F for p in fused.prefetch)
+
+
+def test_colbert_reranks_dense_candidates() -> None:
+    r = build_request("colbert", Q, prefetch_limit=30, flt=F)
+    [cand] = r.prefetch
+    assert (cand.using, cand.limit, cand.filter) == ("dense", 30, F) and r.using == "colbert"
+
+
+def test_prefetch_is_never_shallower_than_the_limit() -> None:
+    r = build_request("hybrid", Q, limit=200, prefetch_limit=100)
+    assert all(p.limit == 200 for p in r.prefetch)
+
+
+def test_bad_mode_and_limit() -> None:
+    with pytest.raises(QueryError, match="unknown mode 'fancy'"):
+        build_request("fancy", Q)
+    with pytest.raises(QueryError, match="limit"):
+        build_request("dense", Q, limit=0)
+    no_colbert = Embedding(dense=Q.dense, sparse=Q.sparse, colbert=None)
+    with pytest.raises(QueryError, match="ColBERT"):
+        build_request(SearchMode.COLBERT, no_colbert)
+
+
+def test_parse_filter_forms() -> None:
+    assert parse_filter(None) is None and parse_filter({}) is None
+    f = parse_filter({"source": "a.pdf", "pages": [1, 2], "page": {"gte": 3}})
+    assert f.must == [
+        models.FieldCondition(key="source", match=models.MatchValue(value="a.pdf")),
+        models.FieldCondition(key="pages", match=models.MatchAny(any=[1, 2])),
+        models.FieldCondition(key="page", range=models.Range(gte=3)),
+    ]
+    f = parse_filter(["doc_id=2025", "page>=2", "page<5", "metadata.lang!=ru"])
+    assert f.must[0].match == models.MatchValue(value="2025")  # doc ids stay strings
+    assert f.must[1].range == models.Range(gte=2) and f.must[2].range == models.Range(lt=5)
+    assert f.must_not == [models.FieldCondition(key="metadata.lang", match=models.MatchValue(value="ru"))]
+    assert parse_filter('{"must": [{"key": "doc_id", "match": {"value": "x"}}]}').must[0].key == "doc_id"
+    assert parse_filter("source=dir/a=b.pdf").must[0].match.value == "dir/a=b.pdf"
+    assert parse_filter(F) is F
+
+
+@pytest.mark.parametrize(
+    "bad", ["page", "=3", "page>=abc", {"page": {"near": 3}}, {"page": []}, '{"must": 3}', "{broken", [3], {"p": 1.5}]
+)
+def test_parse_filter_rejects_bad_input(bad) -> None:
+    with pytest.raises(QueryError):
+        parse_filter(bad)
