@@ -118,9 +118,7 @@ def _validate(data: dict[str, Any], origin: str) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"invalid configuration ({origin}): {problems}") from e
 
 

@@ -43,7 +43,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from retriever.cli import format_hits
 
     samples = args.samples or Path(os.path.relpath(REPO_ROOT / "samples"))
-    overrides: dict[str, dict[str, Any]] = {"qdrant": {"engine": "edge"}, "ingest": {"exclude": ["README.md"]}}
+    overrides: dict[str, dict[str, Any]] = {
+        "qdrant": {"engine": "edge"},
+        "ingest": {"exclude": ["README.md"]},
+    }
     if not args.qdrant_url and not args.qdrant_path:
         overrides["qdrant"]["path"] = DEMO_STORE
     settings = settings_from_args(args, overrides)

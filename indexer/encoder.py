@@ -188,7 +188,11 @@ class BGEM3Encoder:
         self.pooling = pooling
         logger.info(
             "loaded %s on %s (dense %d-d, ColBERT %d-d, pooling %s)",
-            settings.name, self.device, self.dense_dim, self.colbert_dim, pooling,
+            settings.name,
+            self.device,
+            self.dense_dim,
+            self.colbert_dim,
+            pooling,
         )
 
     def _lengths(self, texts: Sequence[str]) -> list[int]:

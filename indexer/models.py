@@ -39,9 +39,7 @@ class Document:
 
     def pages_between(self, start: int, end: int) -> tuple[int, ...]:
         """Page numbers that overlap the character range [start, end)."""
-        return tuple(p.number for p in self.pages if p.start < end and start < p.end) or (
-            self.pages[-1].number,
-        )
+        return tuple(p.number for p in self.pages if p.start < end and start < p.end) or (self.pages[-1].number,)
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,7 +77,13 @@ class IngestReport:
             "tokens": self.tokens,
             "seconds": round(self.seconds, 3),
             "files": [
-                {"source": f.source, "status": f.status, "chunks": f.chunks, "tokens": f.tokens, "error": f.error}
+                {
+                    "source": f.source,
+                    "status": f.status,
+                    "chunks": f.chunks,
+                    "tokens": f.tokens,
+                    "error": f.error,
+                }
                 for f in self.files
             ],
         }

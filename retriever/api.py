@@ -132,7 +132,9 @@ class Retriever:
         if not 1 <= limit <= 1000:
             raise QueryError(f"limit must be between 1 and 1000, got {limit}")
         if mode.needs_colbert and COLBERT not in self.shape:
-            raise QueryError(f"mode {mode.value} needs ColBERT vectors, which collection {self.store.collection!r} lacks")
+            raise QueryError(
+                f"mode {mode.value} needs ColBERT vectors, which collection {self.store.collection!r} lacks"
+            )
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise QueryError("the query is empty")

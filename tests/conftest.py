@@ -38,7 +38,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def wide_colbert_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ColBERT vectors of BGE-M3's real width (1024), to meet Qdrant's multivector cap."""
     return build_tiny_m3(
-        tmp_path_factory.mktemp("models") / "tiny-m3-colbert1024", colbert_dim=1024, vocab_corpus=sample_texts()
+        tmp_path_factory.mktemp("models") / "tiny-m3-colbert1024",
+        colbert_dim=1024,
+        vocab_corpus=sample_texts(),
     )
 
 

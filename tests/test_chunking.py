@@ -31,7 +31,7 @@ def check_chunks(doc, chunks, tokenizer, size: int) -> None:
     for c in chunks:
         covered[c.start : c.end] = b"\x01" * (c.end - c.start)
     lost = [i for i, ch in enumerate(doc.text) if not covered[i] and not ch.isspace()]
-    assert not lost, f"characters not in any chunk, e.g. {doc.text[lost[0]:lost[0] + 30]!r}"
+    assert not lost, f"characters not in any chunk, e.g. {doc.text[lost[0] : lost[0] + 30]!r}"
 
 
 @pytest.mark.parametrize("size, overlap", [(32, 0), (64, 8), (128, 16), (512, 64)])
@@ -92,7 +92,7 @@ def test_periodic_text_offsets_do_not_drift(tokenizer, overlap: int) -> None:
     doc = build_document("d", "d", text.encode(), [text])
     chunks = list(Chunker(tokenizer, 128, overlap).split(doc))
     check_chunks(doc, chunks, tokenizer, 128)
-    gaps = [b.start - a.end for a, b in zip(chunks, chunks[1:])]
+    gaps = [b.start - a.end for a, b in zip(chunks, chunks[1:], strict=False)]
     assert all(g <= 1 for g in gaps)  # consecutive: overlapping, or one space apart
     if overlap:
         assert all(g < 0 for g in gaps)

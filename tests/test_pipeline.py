@@ -69,7 +69,9 @@ def test_changed_document_replaces_its_old_version(
     assert store.count() == 2
     assert store.count(doc_filter("a.txt")) == 1
     [a1] = [f for f in v1.files if f.source == "a.txt"]
-    old = models.Filter(must=[models.FieldCondition(key="content_hash", match=models.MatchValue(value=a1.content_hash))])
+    old = models.Filter(
+        must=[models.FieldCondition(key="content_hash", match=models.MatchValue(value=a1.content_hash))]
+    )
     assert store.count(old) == 0
 
 

@@ -89,7 +89,18 @@ def test_parse_filter_forms() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["page", "=3", "page>=abc", {"page": {"near": 3}}, {"page": []}, '{"must": 3}', "{broken", [3], {"p": 1.5}]
+    "bad",
+    [
+        "page",
+        "=3",
+        "page>=abc",
+        {"page": {"near": 3}},
+        {"page": []},
+        '{"must": 3}',
+        "{broken",
+        [3],
+        {"p": 1.5},
+    ],
 )
 def test_parse_filter_rejects_bad_input(bad) -> None:
     with pytest.raises(QueryError):

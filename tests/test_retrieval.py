@@ -16,7 +16,12 @@ from retriever import Retriever, SearchMode
 from tests.conftest import ENGINES, SAMPLES, make_settings
 
 MODES = [m.value for m in SearchMode]
-QUERIES = ["How much did revenue grow?", "неустойка за просрочку поставки", "reciprocal rank fusion", "права субъекта"]
+QUERIES = [
+    "How much did revenue grow?",
+    "неустойка за просрочку поставки",
+    "reciprocal rank fusion",
+    "права субъекта",
+]
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +96,9 @@ def test_payload_filters(indexed: dict, engine: str) -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_hits_carry_text_source_pages_and_scores(indexed: dict, engine: str) -> None:
     pdf = "pdf/annual-report-2025.pdf"
-    hits = indexed[engine].search("Revenue grew 18% to 42.7 million euros", limit=10, mode="hybrid_colbert",
-                                  filter={"doc_id": pdf})
+    hits = indexed[engine].search(
+        "Revenue grew 18% to 42.7 million euros", limit=10, mode="hybrid_colbert", filter={"doc_id": pdf}
+    )
     [hit] = [h for h in hits if "Revenue grew 18%" in h.text]
     assert hit.doc_id == pdf and hit.pages == (2,) and hit.page == 2
     assert "42.7 million euros" in hit.text and hit.source.endswith("annual-report-2025.pdf")

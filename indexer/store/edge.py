@@ -77,7 +77,11 @@ def edge_condition(c: Any) -> Any:
             rng = qe.RangeFloat(gte=c.range.gte, gt=c.range.gt, lte=c.range.lte, lt=c.range.lt)
         elif isinstance(c.range, models.DatetimeRange):
             rng = qe.RangeDateTime(
-                **{k: None if v is None else str(v) for k, v in c.range.model_dump().items() if k in ("gte", "gt", "lte", "lt")}
+                **{
+                    k: None if v is None else str(v)
+                    for k, v in c.range.model_dump().items()
+                    if k in ("gte", "gt", "lte", "lt")
+                }
             )
         return qe.FieldCondition(key=c.key, match=match, range=rng, is_empty=c.is_empty, is_null=c.is_null)
     raise QueryError(f"filter condition {type(c).__name__} is not supported by the embedded engine")
@@ -137,7 +141,10 @@ def edge_request(r: models.QueryRequest) -> Any:
 def edge_point(p: PointRecord) -> Any:
     import qdrant_edge as qe
 
-    vector: dict[str, Any] = {DENSE: p.dense, SPARSE: qe.SparseVector(list(p.sparse.indices), list(p.sparse.values))}
+    vector: dict[str, Any] = {
+        DENSE: p.dense,
+        SPARSE: qe.SparseVector(list(p.sparse.indices), list(p.sparse.values)),
+    }
     if p.colbert is not None:
         vector[COLBERT] = p.colbert
     return qe.Point(p.id, vector, p.payload)
@@ -232,7 +239,11 @@ class EdgeStore:
     def delete(self, flt: models.Filter) -> None:
         import qdrant_edge as qe
 
-        self._run("deleting points", self._shard().update, qe.UpdateOperation.delete_points_by_filter(edge_filter(flt)))
+        self._run(
+            "deleting points",
+            self._shard().update,
+            qe.UpdateOperation.delete_points_by_filter(edge_filter(flt)),
+        )
 
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
         import qdrant_edge as qe

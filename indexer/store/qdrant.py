@@ -65,13 +65,13 @@ def to_point_struct(p: PointRecord) -> models.PointStruct:
 class QdrantStore:
     """A collection reached through qdrant-client."""
 
-    def __init__(self, client: QdrantClient, collection: str, location: str, server: bool) -> None:
+    def __init__(self, client: QdrantClient, collection: str, location: str, server: bool, grpc: bool = False) -> None:
         self.client = client
         self.collection = collection
         self.location = location
         self.server = server
-        # gRPC sends floats as 4 bytes; JSON spends about 12 characters on one.
-        self.bytes_per_float = 4 if getattr(client, "_prefer_grpc", False) or not server else 12
+        # gRPC sends floats as 4 bytes; JSON spends up to 20 characters on one ("-0.012345678901234,").
+        self.bytes_per_float = 20 if server and not grpc else 4
 
     @classmethod
     def connect(cls, settings: QdrantSettings, collection: str) -> QdrantStore:
@@ -90,15 +90,13 @@ class QdrantStore:
                     f"cannot reach the Qdrant server at {settings.url}: {type(e).__name__}: {e}. "
                     "Is it running (docker compose up -d qdrant) and is QDRANT_API_KEY right?"
                 ) from e
-            return cls(client, collection, settings.url, server=True)
+            return cls(client, collection, settings.url, server=True, grpc=settings.prefer_grpc)
         if settings.path == ":memory:":
             return cls(QdrantClient(location=":memory:"), collection, ":memory:", server=False)
         try:
             client = QdrantClient(path=settings.path)
         except RuntimeError as e:  # portalocker: another client holds the folder
-            raise StoreError(
-                f"the local Qdrant folder {settings.path} is already open in another process: {e}"
-            ) from e
+            raise StoreError(f"the local Qdrant folder {settings.path} is already open in another process: {e}") from e
         return cls(client, collection, settings.path, server=False)
 
     def _exists(self) -> bool:

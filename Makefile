@@ -1,0 +1,38 @@
+# Set-up and everyday tasks. `make demo` and `make test` are all a new user needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-server lint format clean
+
+setup: $(STAMP)
+
+# Pinned dependencies (pyproject.toml) into a local virtual environment, the package editable.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Ingest the shipped samples into an embedded store and run example searches (works offline).
+demo: setup
+	$(BIN)/indexer demo
+
+# The test suite: offline, real FlagEmbedding on a tiny local model, real in-process Qdrant engines.
+test: setup
+	$(BIN)/python -m pytest
+
+# The same suite plus the server tests, against a running Qdrant (docker compose up -d qdrant).
+test-server: setup
+	QDRANT_URL=$${QDRANT_URL:-http://localhost:6333} $(BIN)/python -m pytest -m server
+
+lint: setup
+	$(BIN)/ruff check indexer retriever tests samples benchmarks
+	$(BIN)/ruff format --check indexer retriever tests samples benchmarks
+
+format: setup
+	$(BIN)/ruff format indexer retriever tests samples benchmarks
+
+clean:
+	rm -rf .demo .qdrant .pytest_cache
