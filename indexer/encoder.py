@@ -153,7 +153,7 @@ class BGEM3Encoder:
             from FlagEmbedding.inference.embedder.encoder_only import m3 as _m3
 
             # FlagEmbedding draws its own tqdm bars inside encode(); the pipeline reports progress itself.
-            _m3.tqdm = _quiet_tqdm
+            _m3.tqdm, _m3.trange = _quiet_tqdm, _quiet_trange
             colbert_state = torch.load(model_dir / "colbert_linear.pt", map_location="cpu", weights_only=True)
             self.colbert_dim = int(colbert_state["weight"].shape[0])
             self.device = resolve_device(settings.device)
@@ -248,3 +248,7 @@ def _quiet_tqdm(*args: Any, **kwargs: Any) -> Any:
 
     kwargs["disable"] = True
     return tqdm(*args, **kwargs)
+
+
+def _quiet_trange(*args: Any, **kwargs: Any) -> Any:
+    return _quiet_tqdm(range(*args), **kwargs)
