@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from indexer.config import Settings
 from indexer.encoder import BATCHES_PER_CALL, Encoder
 from indexer.errors import EncodingError, IndexerError, LoaderError
 from indexer.loaders import discover, load_file
-from indexer.models import Chunk, EncodedChunk, SourceFile
+from indexer.models import Chunk, Document, EncodedChunk, SourceFile
 from indexer.points import to_point
 from indexer.schema import CollectionSpec
 from indexer.store import Store
@@ -108,18 +109,21 @@ def _sources(paths: Sequence[Path | str], settings: Settings, report: IngestRepo
     return found
 
 
+DocumentSource = Callable[[], Document]  # loads (reads, parses) one document when called
+
+
 def _chunked_documents(
-    sources: Iterable[SourceFile], chunker: Chunker, report: IngestReport, metadata: dict[str, Any] | None
+    items: Iterable[tuple[str, DocumentSource]], chunker: Chunker, report: IngestReport
 ) -> Iterator[tuple[FileResult, list[Chunk]]]:
-    """Load and chunk one file at a time; a bad file is recorded and skipped before anything is written."""
-    for src in sources:
-        result = FileResult(source=src.rel_path)
+    """Load and chunk one document at a time; a bad one is recorded and skipped before anything is written."""
+    for source, load in items:
+        result = FileResult(source=source)
         report.files.append(result)
         try:
-            doc = load_file(src, metadata)
+            doc = load()
             chunks = list(chunker.split(doc))
             if not chunks:
-                raise LoaderError(f"{src.rel_path}: no text to index")
+                raise LoaderError(f"{source}: no text to index")
         except IndexerError as e:
             result.status, result.error = "failed", str(e)
             logger.warning("skipped %s", e)
@@ -139,8 +143,38 @@ def ingest(
     metadata: dict[str, Any] | None = None,
 ) -> IngestReport:
     """Index files and folders into the configured collection; returns what happened to each file."""
-    started = time.perf_counter()
     report = IngestReport(collection=store.collection)
+    sources = _sources(paths, settings, report)
+    items = [(src.rel_path, partial(load_file, src, metadata)) for src in sources]
+    return _ingest(items, len(items), report, settings, encoder, store, recreate=recreate, progress=progress)
+
+
+def ingest_documents(
+    documents: Sequence[Document],
+    settings: Settings,
+    encoder: Encoder,
+    store: Store,
+    *,
+    progress: bool = False,
+) -> IngestReport:
+    """Index documents already in memory (uploads): same chunking, ids, versions and report as files."""
+    report = IngestReport(collection=store.collection)
+    items = [(doc.doc_id, partial(lambda d: d, doc)) for doc in documents]
+    return _ingest(items, len(items), report, settings, encoder, store, recreate=False, progress=progress)
+
+
+def _ingest(
+    items: Iterable[tuple[str, DocumentSource]],
+    total: int,
+    report: IngestReport,
+    settings: Settings,
+    encoder: Encoder,
+    store: Store,
+    *,
+    recreate: bool,
+    progress: bool,
+) -> IngestReport:
+    started = time.perf_counter()
     spec = CollectionSpec.for_model(settings.collection, encoder.dense_dim, encoder.colbert_dim)
     store.ensure_collection(spec, recreate=recreate)
     chunker = Chunker(encoder.tokenizer, settings.chunking.chunk_size, settings.chunking.chunk_overlap)
@@ -151,8 +185,7 @@ def ingest(
         retries=settings.ingest.write_retries,
     )
     group_size = settings.model.batch_size * BATCHES_PER_CALL
-    sources = _sources(paths, settings, report)
-    files_bar = tqdm(total=len(sources), unit="file", desc="files", disable=not progress)
+    files_bar = tqdm(total=total, unit="file", desc="files", disable=not progress)
     chunks_bar = tqdm(unit="chunk", desc="chunks", disable=not progress)
     tokens = 0
     group: list[tuple[FileResult, Chunk]] = []
@@ -177,15 +210,17 @@ def ingest(
         chunks_bar.set_postfix(tokens=tokens)
         group.clear()
 
+    done = len(report.files)
     try:
-        for result, chunks in _chunked_documents(sources, chunker, report, metadata):
+        for result, chunks in _chunked_documents(items, chunker, report):
             for chunk in chunks:
                 group.append((result, chunk))
                 if len(group) >= group_size:
                     encode_group()
-            files_bar.update(1)
+            files_bar.update(len(report.files) - done - files_bar.n)
         encode_group()
         writer.close()
+        files_bar.update(len(report.files) - done - files_bar.n)
         # Only now, with the new version of each document complete, drop its older versions.
         for f in report.files:
             if f.status == "ok" and f.doc_id is not None:

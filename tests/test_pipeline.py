@@ -11,7 +11,7 @@ from qdrant_client import models
 from indexer.config import Settings
 from indexer.encoder import MAX_MULTIVECTOR_FLOATS, BGEM3Encoder
 from indexer.errors import SchemaMismatchError, StoreError
-from indexer.pipeline import doc_filter, ingest
+from indexer.pipeline import doc_filter, ingest, ingest_documents
 from indexer.points import point_id
 from indexer.schema import COLBERT, CollectionSpec
 from indexer.store import Store, open_store
@@ -162,3 +162,14 @@ def test_stray_folder_is_not_overwritten(settings: Settings, encoder: BGEM3Encod
         ingest([SAMPLES / "en"], settings, encoder, store, progress=False)
     assert (stray / "precious.txt").read_text() == "not ours"
     shutil.rmtree(stray)
+
+
+def test_ingest_documents_from_memory(settings: Settings, encoder: BGEM3Encoder, store: Store) -> None:
+    from indexer.loaders import load_bytes
+
+    doc = load_bytes("Загруженный документ о поставке.".encode(), "upload.txt", doc_id="user-42", metadata={"u": 1})
+    report = ingest_documents([doc], settings, encoder, store)
+    [f] = report.files
+    assert (f.status, f.doc_id, f.chunks) == ("ok", "user-42", 1)
+    [p] = store.retrieve([point_id("user-42", doc.content_hash, 0)])
+    assert p.payload["source"] == "upload.txt" and p.payload["metadata"] == {"u": 1}
