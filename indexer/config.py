@@ -84,8 +84,10 @@ class RetrievalSettings(_Section):
 
 
 class IngestSettings(_Section):
-    include: tuple[str, ...] = ("**/*.pdf", "**/*.txt", "**/*.md")
+    include: tuple[str, ...] = ("**/*",)  # files of other types are listed as skipped
     exclude: tuple[str, ...] = ()
+    max_file_bytes: int = Field(200 * 1024 * 1024, ge=1)  # larger files are reported, not read
+    pdf_password: str | None = Field(None, repr=False)  # tried on encrypted PDFs (after the empty password)
     write_batch_points: int = Field(64, ge=1)
     write_batch_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)
     write_retries: int = Field(5, ge=0)

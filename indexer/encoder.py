@@ -36,6 +36,7 @@ class Encoder(Protocol):
     colbert_dim: int
     max_length: int  # tokens per passage, special tokens included
     name: str
+    fingerprint: str  # identifies the weights (see model_fingerprint)
 
     def encode_passages(self, texts: Sequence[str]) -> list[Embedding]: ...
 
@@ -132,6 +133,17 @@ def resolve_model_dir(name: str) -> Path:
         raise _model_error(name, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else e}") from e
 
 
+def model_fingerprint(model_dir: Path) -> str:
+    """Identifies the weights, wherever the folder lies: its config and both BGE-M3 heads."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("config.json", "sparse_linear.pt", "colbert_linear.pt"):
+        f = model_dir / name
+        h.update(name.encode() + (f.read_bytes() if f.is_file() else b""))
+    return h.hexdigest()[:16]
+
+
 # ---------------------------------------------------------------------------------------- the model
 
 
@@ -186,6 +198,7 @@ class BGEM3Encoder:
             )
         self.max_length = max_length
         self.pooling = pooling
+        self.fingerprint = model_fingerprint(model_dir)
         logger.info(
             "loaded %s on %s (dense %d-d, ColBERT %d-d, pooling %s)",
             settings.name,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,61 +31,106 @@ def glob_match(rel_path: str, pattern: str) -> bool:
 
 
 def discover(
-    paths: Iterable[Path | str], include: Iterable[str] = ("*",), exclude: Iterable[str] = ()
+    paths: Iterable[Path | str], include: Iterable[str] = ("**/*",), exclude: Iterable[str] = ()
 ) -> Iterator[SourceFile]:
     """Yield files under each path, in a stable order; a path given as a file is yielded as is.
 
     Identity (``rel_path``) is relative to the path given: the root of a folder, or the file's own name.
+    Hidden files and folders (name starting with ".") are left out. Symbolic links to files are yielded
+    (a broken one fails when loaded, with its reason); links to folders are not followed, so a link
+    loop cannot trap the walk.
     """
     include, exclude = tuple(include), tuple(exclude)
     for raw in paths:
         path = Path(raw)
-        if path.is_file():
+        if path.is_file() or path.is_symlink() and not path.is_dir():
             yield SourceFile(path=path, rel_path=path.name)
             continue
         if not path.is_dir():
             raise LoaderError(f"{path}: no such file or folder")
         for folder, dirs, files in os.walk(path):
-            dirs.sort()
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
+                if name.startswith("."):
+                    continue
                 file = Path(folder) / name
                 rel = file.relative_to(path).as_posix()
                 if any(glob_match(rel, p) for p in include) and not any(glob_match(rel, p) for p in exclude):
                     yield SourceFile(path=file, rel_path=rel)
 
 
+def is_supported(name: str) -> bool:
+    return Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_text(data: bytes, name: str) -> str:
-    """UTF-8 with or without a BOM; anything else is a clear error, never mojibake."""
+def _looks_binary(data: bytes) -> bool:
+    sample = data[:65536]
+    if b"\x00" in sample:
+        return True
+    controls = sum(1 for b in sample if b < 32 and b not in (9, 10, 12, 13))
+    return controls > len(sample) * 0.05
+
+
+def decode_text(data: bytes, name: str) -> tuple[str, str]:
+    """Text and the encoding it was read with: UTF-8 (BOM or not), UTF-16 with a BOM, else detected.
+
+    Legacy single-byte encodings (cp1251 Russian, cp1252, ...) are detected with charset-normalizer;
+    bytes that look binary, or that no encoding explains, are a clear error, never mojibake.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    else:
+        try:
+            data.decode("utf-8")
+            encoding = "utf-8-sig"
+        except UnicodeDecodeError:
+            if _looks_binary(data):
+                raise LoaderError(f"{name}: this looks like a binary file, not text") from None
+            from charset_normalizer import from_bytes
+
+            best = from_bytes(data[: 1 << 20]).best()
+            if best is None or best.chaos > 0.3:
+                raise LoaderError(f"{name}: not UTF-8 and no text encoding fits; re-save it as UTF-8") from None
+            encoding = best.encoding
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise LoaderError(
-            f"{name}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); re-save the file as UTF-8"
-        ) from e
+        text = data.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as e:
+        raise LoaderError(f"{name}: cannot decode as {encoding}: {e}") from e
     if "\x00" in text:
-        raise LoaderError(f"{name}: contains NUL bytes; this looks like a binary file, not text")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+        raise LoaderError(f"{name}: contains NUL characters; this looks like a binary file, not text")
+    return text.replace("\r\n", "\n").replace("\r", "\n"), encoding.replace("utf-8-sig", "utf-8")
 
 
-def _pdf_pages(data: bytes, name: str) -> list[str]:
+def _pdf_pages(data: bytes, name: str, password: str | None = None) -> list[str]:
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import DependencyError, FileNotDecryptedError
 
     try:
         reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise LoaderError(f"{name}: the PDF is encrypted with a password")
+        if reader.is_encrypted:
+            opened = False
+            for pw in dict.fromkeys(p for p in (password, "") if p is not None):
+                if reader.decrypt(pw):
+                    opened = True
+                    break
+            if not opened:
+                hint = "the configured password does not open it" if password else "set ingest.pdf_password"
+                raise LoaderError(f"{name}: the PDF is encrypted with a password ({hint})")
         return [page.extract_text() or "" for page in reader.pages]
     except LoaderError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as e:
-        raise LoaderError(f"{name}: cannot read PDF ({type(e).__name__}: {e})") from e
+    except FileNotDecryptedError as e:
+        raise LoaderError(f"{name}: the PDF is encrypted with a password (set ingest.pdf_password)") from e
+    except DependencyError as e:
+        raise LoaderError(f"{name}: the PDF's encryption needs a crypto library: {e}") from e
+    except Exception as e:  # pypdf raises many types on damaged files; none must stop the run
+        raise LoaderError(f"{name}: cannot read PDF, the file is damaged ({type(e).__name__}: {e})") from e
 
 
 def build_document(
@@ -116,26 +163,65 @@ def load_bytes(
     doc_id: str | None = None,
     source: str | None = None,
     metadata: dict[str, Any] | None = None,
+    pdf_password: str | None = None,
 ) -> Document:
     """A Document from a file's bytes; ``name`` gives the type (by suffix) and, by default, id and source."""
     suffix = Path(name).suffix.lower()
+    if not data:
+        raise LoaderError(f"{name}: the file is empty (0 bytes)")
+    meta = dict(metadata or {})
     if suffix in PDF_SUFFIXES:
-        pages = _pdf_pages(data, name)
+        pages = _pdf_pages(data, name, pdf_password)
         if not any(p.strip() for p in pages):
             raise LoaderError(f"{name}: no extractable text (a scanned PDF needs OCR first)")
     elif suffix in TEXT_SUFFIXES:
-        pages = [decode_text(data, name)]
-        if not pages[0].strip():
-            raise LoaderError(f"{name}: the file is empty")
+        text, encoding = decode_text(data, name)
+        if not text.strip():
+            raise LoaderError(f"{name}: the file is empty (only whitespace)")
+        pages = [text]
+        if encoding != "utf-8":
+            meta.setdefault("encoding", encoding)
     else:
         raise LoaderError(f"{name}: unsupported file type {suffix or '(none)'!r}")
-    return build_document(doc_id or name, source or name, data, pages, metadata)
+    return build_document(doc_id or name, source or name, data, pages, meta)
 
 
-def load_file(source: SourceFile, metadata: dict[str, Any] | None = None) -> Document:
-    """Read one source file. Its doc id is its path relative to the ingest root."""
+def read_source(source: SourceFile, max_bytes: int | None = None) -> bytes:
+    """A file's bytes, or a LoaderError that says why not (links, size, permissions, special files)."""
+    path, name = source.path, source.rel_path
     try:
-        data = source.path.read_bytes()
+        st = path.stat()
     except OSError as e:
-        raise LoaderError(f"{source.rel_path}: cannot read ({e.strerror or e})") from e
-    return load_bytes(data, source.rel_path, doc_id=source.rel_path, source=str(source.path), metadata=metadata)
+        if path.is_symlink():
+            if e.errno == errno.ELOOP:
+                raise LoaderError(f"{name}: symbolic link loop") from e
+            raise LoaderError(f"{name}: broken symbolic link to {os.readlink(path)!r}") from e
+        raise LoaderError(f"{name}: cannot read ({e.strerror or e})") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise LoaderError(f"{name}: not a regular file")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise LoaderError(f"{name}: {st.st_size} bytes is over the size limit of {max_bytes} (ingest.max_file_bytes)")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise LoaderError(f"{name}: cannot read ({e.strerror or e})") from e
+
+
+def load_file(
+    source: SourceFile,
+    metadata: dict[str, Any] | None = None,
+    max_bytes: int | None = None,
+    pdf_password: str | None = None,
+    data: bytes | None = None,
+) -> Document:
+    """Read one source file. Its doc id is its path relative to the ingest root."""
+    if data is None:
+        data = read_source(source, max_bytes)
+    return load_bytes(
+        data,
+        source.rel_path,
+        doc_id=source.rel_path,
+        source=str(source.path),
+        metadata=metadata,
+        pdf_password=pdf_password,
+    )

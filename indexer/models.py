@@ -86,16 +86,21 @@ class EncodedChunk:
 
 @dataclass(frozen=True, slots=True)
 class PointRecord:
-    """One Qdrant point, engine-neutral: each store turns it into its own type."""
+    """One Qdrant point, engine-neutral: each store turns it into its own type.
+
+    Chunks carry all vectors; bookkeeping records (documents, the collection) carry none, so no
+    search can ever return them.
+    """
 
     id: str
-    dense: np.ndarray
-    sparse: SparseVec
-    colbert: np.ndarray | None
     payload: dict[str, Any]
+    dense: np.ndarray | None = None
+    sparse: SparseVec | None = None
+    colbert: np.ndarray | None = None
 
     def estimated_bytes(self, bytes_per_float: int) -> int:
-        floats = self.dense.size + (0 if self.colbert is None else self.colbert.size) + 2 * len(self.sparse.indices)
+        floats = sum(v.size for v in (self.dense, self.colbert) if v is not None)
+        floats += 2 * len(self.sparse.indices) if self.sparse is not None else 0
         return floats * bytes_per_float + len(str(self.payload).encode()) + 64
 
 

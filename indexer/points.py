@@ -22,6 +22,7 @@ def point_id(doc_id: str, content_hash: str, chunk_index: int) -> str:
 
 def chunk_payload(chunk: Chunk) -> dict[str, Any]:
     return {
+        "kind": "chunk",
         "doc_id": chunk.doc_id,
         "source": chunk.source,
         "content_hash": chunk.content_hash,

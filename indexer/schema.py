@@ -16,6 +16,9 @@ COLBERT = "colbert"
 
 # Payload fields written for every chunk, and the index type of those that filters use.
 PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
+    "kind": models.PayloadSchemaType.KEYWORD,  # chunk | document | collection (see indexer.records)
+    "state": models.PayloadSchemaType.KEYWORD,
+    "root": models.PayloadSchemaType.KEYWORD,
     "doc_id": models.PayloadSchemaType.KEYWORD,
     "source": models.PayloadSchemaType.KEYWORD,
     "content_hash": models.PayloadSchemaType.KEYWORD,

@@ -6,7 +6,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from qdrant_client import models
+
 from indexer.errors import TransientStoreError
+from indexer.faults import crash_point
 from indexer.models import PointRecord
 from indexer.store import Store
 
@@ -58,16 +61,25 @@ class Writer:
         self.written += len(batch)
         self.batches += 1
 
+    def delete(self, flt: models.Filter) -> None:
+        """Delete matching points after everything added before has been written (order is kept)."""
+        self.flush()
+        self._retry(f"delete of {flt}", self.store.delete, flt)
+
     def _write(self, batch: list[PointRecord], wait: bool) -> None:
+        crash_point("write")
+        self._retry(f"write of {len(batch)} points", self.store.upsert, batch, wait)
+
+    def _retry(self, what: str, fn: Callable[..., None], *args: object) -> None:
         for attempt in range(self.retries + 1):
             try:
-                self.store.upsert(batch, wait=wait)
+                fn(*args)
                 return
             except TransientStoreError as e:
                 if attempt == self.retries:
                     raise
                 delay = min(30.0, self.backoff * 2**attempt)
-                logger.warning("write of %d points failed (%s); retry %d in %.1fs", len(batch), e, attempt + 1, delay)
+                logger.warning("%s failed (%s); retry %d in %.1fs", what, e, attempt + 1, delay)
                 self.sleep(delay)
 
     def close(self) -> None:

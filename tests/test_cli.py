@@ -41,7 +41,7 @@ def ingest(config: Path, *args: str) -> int:
 def test_ingest_then_search(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert ingest(config, str(SAMPLES / "ru"), str(SAMPLES / "pdf")) == 0
     err = capsys.readouterr().err
-    assert "done: 4 documents" in err and "0 failed" in err
+    assert "done: 4 documents ingested" in err and "0 failed" in err
     code = retriever_cli.main(["search", "сроки рассмотрения обращений", "--config", str(config), "--limit", "3"])
     out = capsys.readouterr().out
     assert code == 0
@@ -75,10 +75,10 @@ def test_partial_failure_exit_code(config: Path, tmp_path: Path, capsys: pytest.
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "good.txt").write_text("good text")
-    (docs / "bad.txt").write_bytes("плохо".encode("cp1251"))
+    (docs / "bad.pdf").write_bytes(b"%PDF-1.4 truncated")
     assert ingest(config, str(docs)) == 1
     err = capsys.readouterr().err
-    assert "failed: bad.txt" in err and "UTF-8" in err and "1 documents" in err
+    assert "failed: bad.pdf" in err and "damaged" in err and "1 documents ingested" in err
 
 
 def test_total_failure_exit_code(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,7 +134,7 @@ def test_help_does_not_import_torch() -> None:
 
 
 def test_ingest_subprocess_exit_code(config: Path, tmp_path: Path) -> None:
-    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp_path / "bad.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00")
     out = subprocess.run(
         [
             sys.executable,

@@ -56,20 +56,31 @@ def test_corrupt_pdf(tmp_path: Path) -> None:
 
 def test_text_with_bom_and_crlf() -> None:
     doc = load_bytes("\ufeffПривет\r\nмир".encode(), "a.txt")
+    assert doc.metadata == {}
     assert doc.text == "Привет\nмир"
     assert doc.pages[0].number == 1 and doc.pages[0].end == len(doc.text)
 
 
-def test_undecodable_text_is_a_clear_error() -> None:
-    with pytest.raises(LoaderError, match=r"not valid UTF-8 .*offset 0"):
-        decode_text("Привет".encode("cp1251"), "legacy.txt")
+def test_legacy_encodings_are_detected() -> None:
+    text = "Договор поставки № 17. Поставщик обязуется передать товар в срок."
+    assert decode_text(text.encode("cp1251"), "legacy.txt") == (text, "cp1251")
+    assert decode_text(text.encode("utf-16"), "u16.txt") == (text, "utf-16")
+    doc = load_bytes(text.encode("cp1251"), "legacy.txt")
+    assert doc.text == text and doc.metadata == {"encoding": "cp1251"}
+
+
+def test_binary_is_a_clear_error() -> None:
     with pytest.raises(LoaderError, match="binary"):
-        decode_text(b"abc\x00def", "bin.txt")
+        decode_text(b"abc\x00def\xff", "bin.txt")
+    with pytest.raises(LoaderError, match="binary"):
+        decode_text(bytes(range(256)) * 8, "bin.txt")
 
 
 def test_empty_and_unsupported(tmp_path: Path) -> None:
     with pytest.raises(LoaderError, match="empty"):
         load_bytes(b"  \n ", "empty.md")
+    with pytest.raises(LoaderError, match="0 bytes"):
+        load_bytes(b"", "zero.txt")
     with pytest.raises(LoaderError, match="unsupported"):
         load_bytes(b"data", "table.xlsx")
 

@@ -13,9 +13,14 @@ from indexer.encoder import MAX_MULTIVECTOR_FLOATS, BGEM3Encoder
 from indexer.errors import SchemaMismatchError, StoreError
 from indexer.pipeline import doc_filter, ingest, ingest_documents
 from indexer.points import point_id
+from indexer.records import kind_filter
 from indexer.schema import COLBERT, CollectionSpec
 from indexer.store import Store, open_store
 from tests.conftest import SAMPLES, make_settings
+
+
+def chunk_count(store: Store, flt=None) -> int:
+    return store.count(flt) if flt else store.count(kind_filter("chunk"))
 
 
 def all_ids(store: Store, report) -> set[str]:
@@ -29,13 +34,17 @@ def all_ids(store: Store, report) -> set[str]:
 def test_ingest_samples_then_reingest_changes_nothing(settings: Settings, encoder: BGEM3Encoder, store: Store) -> None:
     first = ingest([SAMPLES], settings, encoder, store, progress=False)
     assert not first.failed and first.documents == 7  # 4 text files, 2 PDFs and the README
-    assert store.count() == first.chunks > 20
+    assert [f.source for f in first.skipped] == ["make_pdfs.py"]  # listed, not ingested
+    assert chunk_count(store) == first.chunks > 20
+    assert store.count() == first.chunks + 7 + 1  # one record per document and one for the collection
     ids = all_ids(store, first)
     assert len(store.retrieve(sorted(ids))) == len(ids)
     second = ingest([SAMPLES], settings, encoder, store, progress=False)
-    assert second.chunks == first.chunks
-    assert store.count() == first.chunks
-    assert all_ids(store, second) == ids
+    assert (second.documents, second.unchanged, second.chunks) == (0, 7, 0)  # nothing re-encoded
+    assert chunk_count(store) == first.chunks
+    assert len(store.retrieve(sorted(ids))) == len(ids)
+    again = ingest([SAMPLES], settings, encoder, store, progress=False, recreate=True)
+    assert again.documents == 7 and all_ids(store, again) == ids  # same ids from scratch
 
 
 def test_payload_of_a_pdf_chunk(settings: Settings, encoder: BGEM3Encoder, store: Store) -> None:
@@ -65,8 +74,8 @@ def test_changed_document_replaces_its_old_version(
     v1 = ingest([corpus], settings, encoder, store, progress=False)
     doc.write_text("Second, much shorter version of the document.")
     v2 = ingest([corpus], settings, encoder, store, progress=False)
-    assert v1.chunks > v2.chunks == 2
-    assert store.count() == 2
+    assert v1.chunks > v2.chunks == 1 and v2.unchanged == 1
+    assert chunk_count(store) == 2
     assert store.count(doc_filter("a.txt")) == 1
     [a1] = [f for f in v1.files if f.source == "a.txt"]
     old = models.Filter(
@@ -79,15 +88,15 @@ def test_bad_files_are_reported_and_the_rest_ingested(
     settings: Settings, encoder: BGEM3Encoder, store: Store, tmp_path: Path
 ) -> None:
     (tmp_path / "good.md").write_text("# Title\n\nSome good text.")
-    (tmp_path / "legacy.txt").write_bytes("Привет, мир".encode("cp1251"))
+    (tmp_path / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00")
     (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
     (tmp_path / "empty.txt").write_text("")
     report = ingest([tmp_path, tmp_path / "missing"], settings, encoder, store, progress=False)
     assert report.documents == 1
     errors = {f.source: f.error for f in report.failed}
-    assert set(errors) == {"legacy.txt", "broken.pdf", "empty.txt", str(tmp_path / "missing")}
-    assert "UTF-8" in errors["legacy.txt"] and "PDF" in errors["broken.pdf"]
-    assert store.count() == 1
+    assert set(errors) == {"binary.txt", "broken.pdf", "empty.txt", str(tmp_path / "missing")}
+    assert "binary" in errors["binary.txt"] and "PDF" in errors["broken.pdf"]
+    assert chunk_count(store) == 1
 
 
 def test_schema_mismatch_is_a_clear_error(settings: Settings, encoder: BGEM3Encoder, store: Store) -> None:
@@ -139,7 +148,7 @@ def test_edge_store_persists_and_is_exclusive(tiny_model_dir: Path, encoder: BGE
     reopened = open_store(s.qdrant, s.collection.name)
     try:
         assert reopened.open_collection()["dense"]["size"] == 64
-        assert reopened.count() == report.chunks
+        assert chunk_count(reopened) == report.chunks
     finally:
         reopened.close()
     assert (tmp_path / "store" / "test_docs" / "collection.json").is_file()

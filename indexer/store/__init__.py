@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from qdrant_client import models
@@ -34,6 +34,9 @@ class Store(Protocol):
     def count(self, flt: models.Filter | None = None) -> int: ...
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]: ...
+
+    def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
+        """Every matching point's payload (no vectors), page by page."""
 
     def finish(self) -> None:
         """Make every write durable and searchable (waits, flushes, optimizes)."""

@@ -10,7 +10,10 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+import socket
+import sys
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from indexer.schema import COLBERT, DENSE, PAYLOAD_INDEXES, SPARSE, CollectionSp
 logger = logging.getLogger(__name__)
 
 META_FILE = "collection.json"  # our record of the collection's spec, next to Edge's own files
+OWNER_FILE = "owner.json"  # which process has the store open
 QDRANT_RRF_K = 2  # the server's default k; Edge requires k explicitly
 
 
@@ -141,10 +145,11 @@ def edge_request(r: models.QueryRequest) -> Any:
 def edge_point(p: PointRecord) -> Any:
     import qdrant_edge as qe
 
-    vector: dict[str, Any] = {
-        DENSE: p.dense,
-        SPARSE: qe.SparseVector(list(p.sparse.indices), list(p.sparse.values)),
-    }
+    vector: dict[str, Any] = {}
+    if p.dense is not None:
+        vector[DENSE] = p.dense
+    if p.sparse is not None:
+        vector[SPARSE] = qe.SparseVector(list(p.sparse.indices), list(p.sparse.values))
     if p.colbert is not None:
         vector[COLBERT] = p.colbert
     return qe.Point(p.id, vector, p.payload)
@@ -176,11 +181,26 @@ class EdgeStore:
         except Exception as e:
             if "WouldBlock" in str(e):
                 raise StoreError(
-                    f"the embedded store {self.path} is already open in another process (a running ingest, "
-                    "search or service); only one process may open it at a time. Stop that process, or use a "
-                    "Qdrant server for shared access"
+                    f"the embedded store {self.path} is already open in another process ({self._holder()}); only "
+                    "one process may open it at a time. Stop that process, or use a Qdrant server for shared access"
                 ) from e
             raise StoreError(f"cannot open the embedded store {self.path}: {e}") from e
+        self._claim()
+
+    def _claim(self) -> None:
+        """Say who holds the store, for the message another process gets (the lock itself is Edge's)."""
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv), "since": time.time()}
+        tmp = self.path / f"{OWNER_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(owner))
+        os.replace(tmp, self.path / OWNER_FILE)
+
+    def _holder(self) -> str:
+        try:
+            owner = json.loads((self.path / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            return "holder unknown"
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("since", 0)))
+        return f"held by pid {owner.get('pid')} on {owner.get('host')}: {owner.get('command')!r}, since {since}"
 
     def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> None:
         meta = self._meta()
@@ -201,6 +221,7 @@ class EdgeStore:
             shutil.rmtree(self.path)
         try:
             self.shard = qe.EdgeShard.create(str(self.path), edge_config(spec))
+            self._claim()
             for field, schema in PAYLOAD_INDEXES.items():
                 self.shard.update(qe.UpdateOperation.create_field_index(field, _edge_schema(schema)))
         except Exception as e:
@@ -261,6 +282,18 @@ class EdgeStore:
         records = self._run("retrieve", self._shard().retrieve, list(ids), True, with_vectors)
         return [StoredPoint(id=str(r.id), payload=r.payload or {}, vectors=dict(r.vector or {})) for r in records]
 
+    def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
+        import qdrant_edge as qe
+
+        offset = None
+        while True:
+            request = qe.ScrollRequest(offset=offset, limit=page, filter=edge_filter(flt), with_payload=True)
+            records, offset = self._run("scroll", self._shard().scroll, request)
+            for r in records:
+                yield StoredPoint(id=str(r.id), payload=r.payload or {}, vectors={})
+            if offset is None:
+                return
+
     def finish(self) -> None:
         shard = self._shard()
         self._run("flush", shard.flush)
@@ -270,6 +303,7 @@ class EdgeStore:
         if self.shard is not None:
             self.shard.close()
             self.shard = None
+            (self.path / OWNER_FILE).unlink(missing_ok=True)
 
 
 def _edge_schema(schema: models.PayloadSchemaType) -> Any:
@@ -279,4 +313,5 @@ def _edge_schema(schema: models.PayloadSchemaType) -> Any:
         models.PayloadSchemaType.KEYWORD: qe.PayloadSchemaType.Keyword,
         models.PayloadSchemaType.INTEGER: qe.PayloadSchemaType.Integer,
         models.PayloadSchemaType.FLOAT: qe.PayloadSchemaType.Float,
+        models.PayloadSchemaType.BOOL: qe.PayloadSchemaType.Bool,
     }[schema]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -53,10 +53,11 @@ def _wrap(e: Exception, what: str) -> StoreError:
 
 
 def to_point_struct(p: PointRecord) -> models.PointStruct:
-    vector: dict[str, Any] = {
-        DENSE: p.dense.tolist(),
-        SPARSE: models.SparseVector(indices=list(p.sparse.indices), values=list(p.sparse.values)),
-    }
+    vector: dict[str, Any] = {}
+    if p.dense is not None:
+        vector[DENSE] = p.dense.tolist()
+    if p.sparse is not None:
+        vector[SPARSE] = models.SparseVector(indices=list(p.sparse.indices), values=list(p.sparse.values))
     if p.colbert is not None:
         vector[COLBERT] = p.colbert.tolist()
     return models.PointStruct(id=p.id, vector=vector, payload=p.payload)
@@ -153,6 +154,20 @@ class QdrantStore:
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
         records = self.client.retrieve(self.collection, ids=list(ids), with_payload=True, with_vectors=with_vectors)
         return [StoredPoint(id=str(r.id), payload=r.payload or {}, vectors=dict(r.vector or {})) for r in records]
+
+    def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
+        offset = None
+        while True:
+            try:
+                records, offset = self.client.scroll(
+                    self.collection, scroll_filter=flt, limit=page, offset=offset, with_payload=True, with_vectors=False
+                )
+            except Exception as e:
+                raise _wrap(e, "scroll") from e
+            for r in records:
+                yield StoredPoint(id=str(r.id), payload=r.payload or {}, vectors={})
+            if offset is None:
+                return
 
     def finish(self) -> None:
         """Server writes were acknowledged with ``wait=True`` on the last batch; nothing more to do."""
