@@ -6,6 +6,7 @@ Lengths are counted with the model's own tokenizer, special tokens included, so 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -32,25 +33,45 @@ class Tokenizer(Protocol):
 
 
 class TokenCounter:
-    """Counts tokens the way the encoder will see them (special tokens included)."""
+    """Counts tokens the way the encoder will see them: the text's tokens plus the special tokens."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
         self.special = tokenizer.num_special_tokens_to_add()
+        self._content_cached = functools.lru_cache(maxsize=1 << 16)(self._content)
+        self._last: tuple[str, list[tuple[int, int]]] | None = None
 
     def __call__(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=True, truncation=False, verbose=False)["input_ids"])
+        return self.content(text) + self.special
 
     def content(self, text: str) -> int:
-        """Tokens of ``text`` alone: pieces merged by the splitter add up without special tokens."""
+        """Tokens of ``text`` alone: pieces merged by the splitter add up without special tokens.
+
+        The splitter measures every word of a long paragraph separately; words repeat, so short
+        pieces are cached (a multi-megabyte single line is then measured in seconds, not minutes).
+        """
+        if len(text) <= 64:
+            return self._content_cached(text)
+        return len(self.offsets(text))
+
+    def _content(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
-        """Character span of every content token of ``text`` (no special tokens)."""
+        """Character span of every content token of ``text`` (no special tokens).
+
+        The last long text's result is kept: a separator-free text is measured by the splitter and
+        then cut by token windows, and one tokenisation of megabytes serves both.
+        """
+        if self._last is not None and self._last[0] == text:
+            return self._last[1]
         enc = self.tokenizer(
             text, add_special_tokens=False, truncation=False, return_offsets_mapping=True, verbose=False
         )
-        return [tuple(span) for span in enc["offset_mapping"]]
+        spans = [tuple(span) for span in enc["offset_mapping"]]
+        if len(text) > 10_000:
+            self._last = (text, spans)
+        return spans
 
 
 class Chunker:

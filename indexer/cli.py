@@ -1,4 +1,4 @@
-"""``indexer ingest PATH...`` and ``indexer demo``: thin wrappers over the pipeline."""
+"""``indexer ingest|delete|status|demo``: thin wrappers over the pipeline."""
 
 from __future__ import annotations
 
@@ -32,8 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include", action="append", help="glob of files to take (repeatable)")
     p.add_argument("--exclude", action="append", help="glob of files to skip (repeatable)")
     p.add_argument("--batch-size", type=int, help="chunks per model forward pass")
+    p.add_argument("--prune", action="store_true", help="remove documents no longer under the given folders")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first file that fails")
+    p.add_argument("--report", type=Path, help="write the run report (per file status, chunks, tokens, seconds, error)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
+
+    rm = sub.add_parser("delete", help="remove documents by doc id or source path")
+    rm.add_argument("--doc-id", action="append", default=[], help="doc id (path relative to its ingest root)")
+    rm.add_argument("--source", action="append", default=[], help="source path as ingested")
+    add_common_args(rm)
+
+    st = sub.add_parser("status", help="list collections with document, chunk and point counts and their model")
+    add_common_args(st)
+    st.add_argument("--json", action="store_true", help="print as JSON")
 
     d = sub.add_parser("demo", help="ingest the shipped samples and run example searches (works offline)")
     add_common_args(d)
@@ -43,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from indexer.encoder import BGEM3Encoder
-    from indexer.pipeline import ingest
+    from indexer.pipeline import IngestStopped, ingest
     from indexer.store import open_store
 
     settings = settings_from_args(
@@ -54,24 +66,101 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             "model": {"batch_size": args.batch_size},
         },
     )
-    # The store first: an unreachable server must fail before minutes of model loading.
+    # The store first: an unreachable server or a held embedded store fails before minutes of model loading.
     store = open_store(settings.qdrant, settings.collection.name)
     try:
+        store.check_available()
         encoder = BGEM3Encoder(settings.model, settings.chunking.chunk_size, colbert=settings.collection.colbert)
-        report = ingest(args.paths, settings, encoder, store, recreate=args.recreate, progress=not args.no_progress)
+        try:
+            report = ingest(
+                args.paths,
+                settings,
+                encoder,
+                store,
+                recreate=args.recreate,
+                progress=not args.no_progress,
+                prune=args.prune,
+                fail_fast=args.fail_fast,
+            )
+        except IngestStopped as e:
+            _print_report(e.report, args)
+            return fail(str(e))
     finally:
         store.close()
-    if args.json:
-        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
-    for f in report.failed:
-        print(f"failed: {f.source}: {f.error}", file=sys.stderr)
-    print(f"done: {report.summary()}", file=sys.stderr)
+    _print_report(report, args)
+    if report.stopped:
+        print(f"stopped: {report.stopped}", file=sys.stderr)
     if not report.files:
         print("error: no files found (check the paths and --include/--exclude)", file=sys.stderr)
         return EXIT_NOTHING
-    if report.documents == 0:
+    if report.failed:
+        return EXIT_PARTIAL if report.documents + report.unchanged else EXIT_NOTHING
+    if report.documents + report.unchanged == 0:
+        print("error: no supported file found (.pdf, .txt, .md)", file=sys.stderr)
         return EXIT_NOTHING
-    return EXIT_PARTIAL if report.failed else EXIT_OK
+    return EXIT_OK
+
+
+def _print_report(report, args: argparse.Namespace) -> None:  # noqa: ANN001 - IngestReport, imported lazily
+    if args.report:
+        args.report.write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    for f in report.skipped:
+        print(f"skipped: {f.source}: {f.error}", file=sys.stderr)
+    for f in report.failed:
+        print(f"failed: {f.source}: {f.error}", file=sys.stderr)
+    for doc_id in report.pruned:
+        print(f"pruned: {doc_id}", file=sys.stderr)
+    print(f"done: {report.summary()}", file=sys.stderr)
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from indexer.pipeline import delete_documents
+    from indexer.store import open_store
+
+    if not args.doc_id and not args.source:
+        return fail("name documents with --doc-id or --source", 2)
+    settings = settings_from_args(args)
+    store = open_store(settings.qdrant, settings.collection.name)
+    try:
+        store.open_collection()
+        removed = delete_documents(store, args.doc_id, args.source)
+    finally:
+        store.close()
+    for doc_id in removed:
+        print(f"deleted: {doc_id}")
+    if not removed:
+        print("nothing matched", file=sys.stderr)
+        return EXIT_NOTHING
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from indexer.pipeline import collection_status
+    from indexer.store import list_collections, open_store
+
+    settings = settings_from_args(args)
+    names = [args.collection] if args.collection else list_collections(settings.qdrant)
+    rows = []
+    for name in names:
+        store = open_store(settings.qdrant, name)
+        try:
+            rows.append(collection_status(store))
+        finally:
+            store.close()
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    elif not rows:
+        print("no collections")
+    for r in rows if not args.json else []:
+        print(
+            f"{r['collection']}: {r['documents']} documents, {r['chunks']} chunks, {r['points']} points; "
+            f"model {r['model']}, chunks {r['chunk_size']}/{r['chunk_overlap']} tokens"
+            + (f"; {r['unfinished']} unfinished (repaired by the next ingest)" if r["unfinished"] else "")
+            + f"  [{r['location']}]"
+        )
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "ingest":
             return cmd_ingest(args)
+        if args.command == "delete":
+            return cmd_delete(args)
+        if args.command == "status":
+            return cmd_status(args)
         from indexer.demo import run_demo
 
         return run_demo(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from qdrant_client import models
@@ -18,6 +19,9 @@ class Store(Protocol):
     collection: str
     bytes_per_float: int  # wire size estimate, to bound write batches by bytes
     location: str  # for messages: a URL or a folder
+
+    def check_available(self) -> None:
+        """Fail now, with a clear message, if the store cannot be used (unreachable, held by another process)."""
 
     def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> None:
         """Create the collection, or check that the existing one has the same vectors."""
@@ -56,3 +60,19 @@ def open_store(settings: QdrantSettings, collection: str) -> Store:
     from indexer.store.edge import EdgeStore
 
     return EdgeStore(settings.path, collection)
+
+
+def list_collections(settings: QdrantSettings) -> list[str]:
+    """Names of the collections at the configured location."""
+    if settings.url or settings.engine == "local":
+        from indexer.store.qdrant import QdrantStore
+
+        store = QdrantStore.connect(settings, "")
+        try:
+            return sorted(c.name for c in store.client.get_collections().collections)
+        finally:
+            store.close()
+    from indexer.store.edge import META_FILE
+
+    root = Path(settings.path)
+    return sorted(p.parent.name for p in root.glob(f"*/{META_FILE}")) if root.is_dir() else []

@@ -202,6 +202,11 @@ class EdgeStore:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("since", 0)))
         return f"held by pid {owner.get('pid')} on {owner.get('host')}: {owner.get('command')!r}, since {since}"
 
+    def check_available(self) -> None:
+        """Take the store now if it exists, so a store held by another process fails before any slow work."""
+        if self.shard is None and self._meta() is not None:
+            self._load()
+
     def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> None:
         meta = self._meta()
         if meta is not None and recreate:

@@ -100,6 +100,9 @@ class QdrantStore:
             raise StoreError(f"the local Qdrant folder {settings.path} is already open in another process: {e}") from e
         return cls(client, collection, settings.path, server=False)
 
+    def check_available(self) -> None:
+        """A server was reached in ``connect``; local mode locked its folder there."""
+
     def _exists(self) -> bool:
         try:
             return self.client.collection_exists(self.collection)
