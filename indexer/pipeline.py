@@ -451,7 +451,12 @@ def _execute(
     report = run.report
     files_bar = tqdm(total=len(items), unit="file", desc="files", disable=not run.progress)
     try:
-        run.prepare(recreate)
+        run.prepare(recreate)  # a schema or provenance mismatch stops here, as itself
+    except BaseException:
+        files_bar.close()
+        run.chunks_bar.close()
+        raise
+    try:
         for item in items:
             result = run.process(item)
             files_bar.update(1)
