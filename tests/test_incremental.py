@@ -36,7 +36,9 @@ class CountingEncoder:
 def corpus(root: Path, n: int = 6) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        (root / f"doc{i}.txt").write_text(f"Document number {i}. " + "Some words about contracts and supply. " * (5 + i))
+        (root / f"doc{i}.txt").write_text(
+            f"Document number {i}. " + "Some words about contracts and supply. " * (5 + i)
+        )
     (root / "sub").mkdir(exist_ok=True)
     (root / "sub" / "nested.md").write_text("# Nested\n\nA nested markdown document.")
     return root
