@@ -106,10 +106,10 @@ def _print_report(report, args: argparse.Namespace) -> None:  # noqa: ANN001 - I
         args.report.write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     if args.json:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
-    for f in report.skipped:
-        print(f"skipped: {f.source}: {f.error}", file=sys.stderr)
-    for f in report.failed:
-        print(f"failed: {f.source}: {f.error}", file=sys.stderr)
+    for f in report.skipped + report.failed:
+        reason = f.error or ""
+        # Loader messages already start with the file's name.
+        print(f"{f.status}: {reason if reason.startswith(f.source) else f'{f.source}: {reason}'}", file=sys.stderr)
     for doc_id in report.pruned:
         print(f"pruned: {doc_id}", file=sys.stderr)
     print(f"done: {report.summary()}", file=sys.stderr)
