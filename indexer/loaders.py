@@ -186,8 +186,8 @@ def load_bytes(
     return build_document(doc_id or name, source or name, data, pages, meta)
 
 
-def read_source(source: SourceFile, max_bytes: int | None = None) -> bytes:
-    """A file's bytes, or a LoaderError that says why not (links, size, permissions, special files)."""
+def check_source(source: SourceFile, max_bytes: int | None = None) -> os.stat_result:
+    """The file's stat, or a LoaderError that says why it cannot be read (links, size, special files)."""
     path, name = source.path, source.rel_path
     try:
         st = path.stat()
@@ -201,10 +201,16 @@ def read_source(source: SourceFile, max_bytes: int | None = None) -> bytes:
         raise LoaderError(f"{name}: not a regular file")
     if max_bytes is not None and st.st_size > max_bytes:
         raise LoaderError(f"{name}: {st.st_size} bytes is over the size limit of {max_bytes} (ingest.max_file_bytes)")
+    return st
+
+
+def read_source(source: SourceFile, max_bytes: int | None = None) -> bytes:
+    """A file's bytes, or a LoaderError that says why not (links, size, permissions, special files)."""
+    check_source(source, max_bytes)
     try:
-        return path.read_bytes()
+        return source.path.read_bytes()
     except OSError as e:
-        raise LoaderError(f"{name}: cannot read ({e.strerror or e})") from e
+        raise LoaderError(f"{source.rel_path}: cannot read ({e.strerror or e})") from e
 
 
 def load_file(

@@ -24,7 +24,7 @@ from indexer.config import Settings
 from indexer.encoder import BATCHES_PER_CALL, Encoder
 from indexer.errors import EncodingError, IndexerError, LoaderError, StoreError
 from indexer.faults import crash_point
-from indexer.loaders import discover, is_supported, load_file, read_source, sha256_bytes
+from indexer.loaders import check_source, discover, is_supported, load_file, read_source, sha256_bytes
 from indexer.models import Chunk, Document, EncodedChunk, SourceFile
 from indexer.points import to_point
 from indexer.records import (
@@ -167,6 +167,7 @@ class _Doc:
     record: DocumentRecord  # its record as the store has it now (state "writing")
     previous_hash: str | None
     remaining: int  # chunks not yet handed to the writer
+    file_stat: tuple[int | None, int | None] = (None, None)  # (size, mtime) of the file this version was read from
     failed: bool = False
 
 
@@ -193,6 +194,7 @@ class _Run:
         self.group: list[tuple[_Doc, Chunk]] = []
         self.group_size = settings.model.batch_size * BATCHES_PER_CALL
         self.known: dict[str, DocumentRecord] = {}
+        self._file_stat: dict[str, tuple[int, int]] = {}  # doc id -> (size, mtime) of the file read this run
         self.progress = progress
         self.chunks_bar = tqdm(unit="chunk", desc="chunks", disable=not progress)
         self.tokens = 0
@@ -238,6 +240,7 @@ class _Run:
             result.seconds += time.perf_counter() - started
         crash_point("document")
         previous = self.known.get(doc.doc_id)
+        # Until the new version is complete, the record keeps describing the previous one.
         record = DocumentRecord(
             doc_id=doc.doc_id,
             source=doc.source,
@@ -245,9 +248,12 @@ class _Run:
             content_hash=previous.content_hash if previous else None,
             state=WRITING,
             pending_hash=doc.content_hash,
+            file_size=previous.file_size if previous else None,
+            file_mtime_ns=previous.file_mtime_ns if previous else None,
         )
         self.writer.add(record.point())  # written before any chunk of the new version
-        state = _Doc(result, record, record.content_hash, remaining=len(chunks))
+        file_stat = self._file_stat.get(doc.doc_id, (None, None)) if item.file else (None, None)
+        state = _Doc(result, record, record.content_hash, remaining=len(chunks), file_stat=file_stat)
         for chunk in chunks:
             if state.failed:
                 break
@@ -257,7 +263,11 @@ class _Run:
         return result
 
     def _load_if_changed(self, item: _Item, result: FileResult) -> Document | None:
-        """The document, or None (status "unchanged" or "skipped") when there is nothing to write."""
+        """The document, or None (status "unchanged" or "skipped") when there is nothing to write.
+
+        A file whose size and modification time match its record is not read at all; otherwise its
+        bytes are hashed, and only a changed hash leads to parsing.
+        """
         if item.document is not None:
             doc = item.document
         else:
@@ -266,17 +276,25 @@ class _Run:
                 result.status = "skipped"
                 result.error = f"unsupported file type {Path(item.file.rel_path).suffix or '(none)'!r}"
                 return None
+            st = check_source(item.file, self.settings.ingest.max_file_bytes)
+            known = self.known.get(item.file.rel_path)
+            result.doc_id = item.file.rel_path
+            if (
+                known
+                and known.state == COMPLETE
+                and (known.file_size, known.file_mtime_ns) == (st.st_size, st.st_mtime_ns)
+            ):
+                result.status, result.content_hash = "unchanged", known.content_hash
+                return None
             data = read_source(item.file, self.settings.ingest.max_file_bytes)
-            result.doc_id, result.content_hash = item.file.rel_path, sha256_bytes(data)
+            result.content_hash = sha256_bytes(data)
+            self._file_stat[item.file.rel_path] = (len(data), st.st_mtime_ns)
             if self._unchanged(result.doc_id, result.content_hash):
                 result.status = "unchanged"
+                assert known is not None
+                self.writer.add(replace(known, file_size=len(data), file_mtime_ns=st.st_mtime_ns).point())
                 return None
-            doc = load_file(
-                item.file,
-                self.metadata,
-                pdf_password=self.settings.ingest.pdf_password,
-                data=data,
-            )
+            doc = load_file(item.file, self.metadata, pdf_password=self.settings.ingest.pdf_password, data=data)
         result.doc_id, result.content_hash = doc.doc_id, doc.content_hash
         if self._unchanged(doc.doc_id, doc.content_hash):
             result.status = "unchanged"
@@ -328,6 +346,8 @@ class _Run:
             chunks=doc.result.chunks,
             tokens=doc.result.tokens,
             state=COMPLETE,
+            file_size=doc.file_stat[0],
+            file_mtime_ns=doc.file_stat[1],
         )
         self.writer.add(replace(done, state=CLEANUP).point())
         self.writer.delete(chunks_filter(done.doc_id, other_than=new_hash))

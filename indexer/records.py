@@ -73,6 +73,8 @@ class DocumentRecord:
     pending_hash: str | None = None  # the version being written while state is "writing"
     chunks: int = 0
     tokens: int = 0
+    file_size: int | None = None  # with the modification time: an untouched file is not even read again
+    file_mtime_ns: int | None = None
 
     def point(self) -> PointRecord:
         return PointRecord(id=document_record_id(self.doc_id), payload={KIND: KIND_DOCUMENT, **asdict(self)})

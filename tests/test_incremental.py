@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,25 @@ def test_reopening_an_edge_store_keeps_everything(tiny_model_dir: Path, encoder:
         assert ingest([root], s, encoder, store, progress=False).unchanged == first.documents
     finally:
         store.close()
+
+
+def test_untouched_files_are_not_even_read(
+    settings: Settings, encoder: BGEM3Encoder, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = corpus(tmp_path / "c")
+    ingest([root], settings, encoder, store, progress=False)
+    reads: list[str] = []
+    original = Path.read_bytes
+
+    def counting_read(self: Path) -> bytes:
+        reads.append(self.name)
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting_read)
+    assert ingest([root], settings, encoder, store, progress=False).unchanged == 7
+    assert reads == []  # size and modification time matched the records
+    os.utime(root / "doc1.txt", ns=(1_000_000_000, 1_000_000_000))  # touched, same bytes
+    report = ingest([root], settings, encoder, store, progress=False)
+    assert reads == ["doc1.txt"] and report.unchanged == 7 and report.documents == 0
+    assert ingest([root], settings, encoder, store, progress=False).unchanged == 7
+    assert reads == ["doc1.txt"]  # the record learnt the new modification time
