@@ -89,7 +89,7 @@ class ModeResult:
 def run_mode(
     r: Retriever, dataset: BeirDataset, embeddings: dict[str, Embedding], mode: SearchMode, hits: int = HITS
 ) -> ModeResult:
-    """Every query of the dataset, one engine call each (timed: the engine only, queries are pre-encoded)."""
+    """Every query of the dataset, one search call each, timed (the queries are already encoded)."""
     run: dict[str, dict[str, float]] = {}
     latencies = []
     for qid, emb in embeddings.items():
