@@ -143,7 +143,7 @@ def test_m3_candidates_are_the_union_of_dense_and_sparse(indexed: dict) -> None:
     for engine in ENGINES:
         r = indexed[engine]
         shallow = with_settings(r, prefetch_limit=6)
-        for query in QUERIES:
+        for query in QUERIES[:4]:
             dense = {h.id: h.score for h in r.search(query, limit=ALL, mode="dense")}
             sparse = {h.id: h.score for h in r.search(query, limit=ALL, mode="sparse")}
             colbert = {h.id: h.score for h in r.search(query, limit=ALL, mode="colbert")}
@@ -198,3 +198,10 @@ def test_a_threshold_on_rank_fusion_is_refused(indexed: dict, tiny_model_dir: Pa
         Settings().replace(retrieval={"m3_weights": [0, 0, 0]})
     with pytest.raises(ConfigError, match="m3_weights"):
         Settings().replace(retrieval={"m3_weights": [0.4, 0.2]})
+
+
+def test_cli_refuses_a_final_threshold_on_rrf(capsys: pytest.CaptureFixture) -> None:
+    from retriever.cli import main
+
+    assert main(["search", "revenue", "--mode", "hybrid", "--min-score", "0.1"]) == 3
+    assert "min_score cannot apply to mode 'hybrid'" in capsys.readouterr().err
