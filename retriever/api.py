@@ -11,10 +11,10 @@ from typing import Any
 from indexer.config import Settings, load_settings
 from indexer.encoder import BGEM3Encoder, Encoder
 from indexer.errors import QueryError, SchemaMismatchError
-from indexer.models import Hit
+from indexer.models import Embedding, Hit
 from indexer.schema import COLBERT, DENSE
 from indexer.store import Store, open_store
-from retriever.query import SearchMode, build_request, parse_filter
+from retriever.query import SearchMode, build_request, parse_filter, score_divisor
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,13 @@ MAX_QUERY_CHARS = 10_000
 
 @dataclass(frozen=True, slots=True)
 class SearchHit:
-    """One ranked chunk. ``score`` is on the mode's own scale (see README, "Scores")."""
+    """One ranked chunk. ``score`` is on the mode's own scale (README, "Retrieval modes and what their scores mean").
+
+    dense: cosine; sparse: FlagEmbedding's ``compute_lexical_matching_score``; colbert and
+    hybrid_colbert: FlagEmbedding's ``colbert_score`` (the mean over query vectors: Qdrant's MAX_SIM sum
+    divided by the number of query vectors); m3: 0.4*dense + 0.2*sparse + 0.4*colbert (configurable
+    weights, not normalised by their sum); hybrid: RRF; hybrid_dbsf: DBSF (these two are not similarities).
+    """
 
     id: str
     score: float
@@ -39,11 +45,11 @@ class SearchHit:
         return self.pages[0] if self.pages else None
 
     @classmethod
-    def from_hit(cls, hit: Hit) -> SearchHit:
+    def from_hit(cls, hit: Hit, divisor: float = 1.0) -> SearchHit:
         p = hit.payload
         return cls(
             id=hit.id,
-            score=hit.score,
+            score=hit.score / divisor,
             text=p.get("text", ""),
             doc_id=p.get("doc_id", ""),
             source=p.get("source", ""),
@@ -144,6 +150,26 @@ class Retriever:
             return []
         flt = parse_filter(filter)
         embeddings = self.encoder.encode_queries(list(queries))
+        return self.search_embeddings(embeddings, limit=limit, mode=mode, filter=flt)
+
+    def search_embeddings(
+        self,
+        embeddings: Sequence[Embedding],
+        limit: int | None = None,
+        mode: SearchMode | str | None = None,
+        filter: Any = None,
+    ) -> list[list[SearchHit]]:
+        """Queries already encoded (evaluation, sweeps): one engine call, scores on the reported scale."""
+        r = self.settings.retrieval
+        mode = SearchMode.parse(mode or r.mode)
+        limit = r.limit if limit is None else limit
+        if not 1 <= limit <= 1000:
+            raise QueryError(f"limit must be between 1 and 1000, got {limit}")
+        if mode.needs_colbert and COLBERT not in self.shape:
+            raise QueryError(
+                f"mode {mode.value} needs ColBERT vectors, which collection {self.store.collection!r} lacks"
+            )
+        flt = parse_filter(filter)
         requests = [
             build_request(
                 mode,
@@ -152,8 +178,14 @@ class Retriever:
                 prefetch_limit=r.prefetch_limit,
                 rrf_k=r.rrf_k,
                 rrf_weights=r.rrf_weights,
+                m3_weights=r.m3_weights,
+                min_dense_score=r.min_dense_score,
+                min_sparse_score=r.min_sparse_score,
+                min_score=r.min_score,
                 flt=flt,
             )
             for e in embeddings
         ]
-        return [[SearchHit.from_hit(h) for h in hits] for hits in self.store.query_batch(requests)]
+        divisors = [score_divisor(mode, e) for e in embeddings]
+        results = self.store.query_batch(requests) if requests else []
+        return [[SearchHit.from_hit(h, d) for h in hits] for hits, d in zip(results, divisors, strict=True)]

@@ -1,4 +1,8 @@
-"""``retriever search "query"``: ranked hits with source, page, score and a snippet."""
+"""``retriever search "query"``: ranked hits with source, page, score and a snippet.
+
+``retriever eval --dataset DIR``: every mode on a BEIR-layout dataset (nDCG@10, Recall@10 and @100,
+MRR@10, median latency).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from indexer.cliutil import EXIT_OK, add_common_args, fail, settings_from_args, setup_logging
-from indexer.errors import IndexerError
+from indexer.errors import ConfigError, IndexerError
 from retriever.query import SearchMode
+
+SWEEP_DEPTHS = (100, 200, 400, 800)  # retriever.evaluation's defaults (kept here so --help stays instant)
+SWEEP_RRF_KS = (2, 10, 30, 60, 100)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,9 +33,72 @@ def build_parser() -> argparse.ArgumentParser:
         help="KEY=VALUE, KEY!=VALUE, KEY>=N ... (repeatable, all must hold) or a JSON filter",
     )
     p.add_argument("--prefetch-limit", type=int, help="candidates per prefetch leg")
+    p.add_argument("--min-score", type=float, help="minimum final score (similarity modes only, not RRF/DBSF)")
+    p.add_argument("--min-dense-score", type=float, help="minimum dense cosine, applied inside the prefetches")
+    p.add_argument("--min-sparse-score", type=float, help="minimum sparse score, applied inside the prefetches")
     p.add_argument("--json", action="store_true", help="print hits as JSON")
     add_common_args(p)
+
+    e = sub.add_parser(
+        "eval",
+        help="evaluate every mode on a BEIR-layout dataset",
+        description="Ingest the dataset's corpus into a fresh embedded collection (or, with --collection, "
+        "search an existing one), run every mode and print nDCG@10, Recall@10, Recall@100, MRR@10 and "
+        "the median engine time per query.",
+    )
+    e.add_argument("--dataset", required=True, help="folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
+    e.add_argument("--split", default="test", help="qrels split (default test)")
+    e.add_argument("--modes", help="comma-separated modes (default: all)")
+    e.add_argument("--index-dir", help="keep the fresh collection in this folder (default: a temporary one)")
+    e.add_argument("--prefetch-limit", type=int, help="candidates per prefetch leg")
+    e.add_argument("--chunk-size", type=int, help="tokens per chunk for the fresh collection")
+    e.add_argument("--json", dest="json_file", help="also write the results to this JSON file")
+    e.add_argument("--sweep", action="store_true", help="try prefetch depths and RRF k values")
+    e.add_argument("--depths", default=",".join(map(str, SWEEP_DEPTHS)), help="sweep prefetch depths")
+    e.add_argument("--rrf-ks", default=",".join(map(str, SWEEP_RRF_KS)), help="sweep RRF k values")
+    add_common_args(e)
     return parser
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"{flag} takes positive integers, got {text!r}")
+    return values
+
+
+def run_eval_command(args: argparse.Namespace) -> int:
+    from indexer.encoder import BGEM3Encoder
+    from retriever.datasets import load_beir
+    from retriever.evaluation import format_report, run_eval
+
+    settings = settings_from_args(
+        args, {"retrieval": {"prefetch_limit": args.prefetch_limit}, "chunking": {"chunk_size": args.chunk_size}}
+    )
+    modes = [m.strip() for m in args.modes.split(",")] if args.modes else None
+    for m in modes or []:
+        SearchMode.parse(m)
+    depths, ks = _ints(args.depths, "--depths"), _ints(args.rrf_ks, "--rrf-ks")
+    dataset = load_beir(args.dataset, args.split)
+    encoder = BGEM3Encoder(settings.model, max_length=settings.chunking.chunk_size)
+    report = run_eval(
+        dataset,
+        settings,
+        encoder,
+        existing=args.collection is not None,
+        index_dir=args.index_dir,
+        modes=modes,
+        sweep=args.sweep,
+        depths=depths,
+        rrf_ks=ks,
+    )
+    print(format_report(report))
+    if args.json_file:
+        Path(args.json_file).write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
+    return EXIT_OK
 
 
 def snippet(text: str, width: int = 160) -> str:
@@ -50,9 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
+        if args.command == "eval":
+            return run_eval_command(args)
         from retriever.api import Retriever
 
-        settings = settings_from_args(args, {"retrieval": {"prefetch_limit": args.prefetch_limit}})
+        thresholds = {
+            "min_score": args.min_score,
+            "min_dense_score": args.min_dense_score,
+            "min_sparse_score": args.min_sparse_score,
+        }
+        settings = settings_from_args(
+            args, {"retrieval": {"prefetch_limit": args.prefetch_limit, "mode": args.mode, **thresholds}}
+        )
         flt = args.filter
         if flt and len(flt) == 1 and flt[0].lstrip().startswith("{"):
             flt = flt[0]

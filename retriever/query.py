@@ -26,6 +26,7 @@ class SearchMode(str, Enum):
     HYBRID_DBSF = "hybrid_dbsf"  # dense + sparse prefetch, fused by distribution-based score fusion
     HYBRID_COLBERT = "hybrid_colbert"  # the RRF-fused candidates reranked by ColBERT MAX_SIM
     COLBERT = "colbert"  # dense candidates reranked by ColBERT MAX_SIM
+    M3 = "m3"  # BGE-M3's weighted sum of dense, sparse and ColBERT scores over dense + sparse candidates
 
     @classmethod
     def parse(cls, value: str | SearchMode) -> SearchMode:
@@ -36,7 +37,61 @@ class SearchMode(str, Enum):
 
     @property
     def needs_colbert(self) -> bool:
+        return self in (SearchMode.HYBRID_COLBERT, SearchMode.COLBERT, SearchMode.M3)
+
+    @property
+    def colbert_final(self) -> bool:
+        """The engine's final score is ColBERT MAX_SIM (a sum over query vectors)."""
         return self in (SearchMode.HYBRID_COLBERT, SearchMode.COLBERT)
+
+    @property
+    def score_is_similarity(self) -> bool:
+        """False for RRF and DBSF, whose scores depend on ranks and on the other candidates."""
+        return self not in (SearchMode.HYBRID, SearchMode.HYBRID_DBSF)
+
+
+DEFAULT_M3_WEIGHTS = (0.4, 0.2, 0.4)  # dense, sparse, ColBERT: BGE-M3's README
+
+
+def score_divisor(mode: SearchMode | str, query: Embedding) -> float:
+    """What the engine's score must be divided by to be on the reported scale.
+
+    Qdrant's MAX_SIM sums the best similarity of every query vector; FlagEmbedding's ``colbert_score``
+    takes their mean. The colbert modes report FlagEmbedding's scale, so their scores are divided by
+    the number of query ColBERT vectors. Every other mode is reported as the engine computes it (m3
+    divides inside its formula).
+    """
+    mode = SearchMode.parse(mode)
+    if mode.colbert_final and query.colbert is not None and len(query.colbert) > 0:
+        return float(len(query.colbert))
+    return 1.0
+
+
+def m3_formula(weights: Sequence[float], n_query_vectors: int) -> models.FormulaQuery:
+    """w_d*dense + w_s*sparse + w_c*MAX_SIM/N_q over three prefetches (dense, sparse, ColBERT rescoring).
+
+    A candidate that a rescoring leg did not return (e.g. no shared token for sparse) scores 0 there.
+    """
+    w_dense, w_sparse, w_colbert = (float(w) for w in weights)
+    terms = [
+        models.MultExpression(mult=[w_dense, "$score[0]"]),
+        models.MultExpression(mult=[w_sparse, "$score[1]"]),
+        models.MultExpression(mult=[w_colbert / n_query_vectors, "$score[2]"]),
+    ]
+    return models.FormulaQuery(
+        formula=models.SumExpression(sum=terms),
+        defaults={"$score[0]": 0.0, "$score[1]": 0.0, "$score[2]": 0.0},
+    )
+
+
+def _check_weights(weights: Sequence[float]) -> tuple[float, float, float]:
+    try:
+        w = tuple(float(x) for x in weights)
+    except (TypeError, ValueError):
+        raise QueryError(f"m3 weights must be three numbers, got {weights!r}") from None
+    if len(w) != 3 or any(x < 0 or x != x for x in w) or sum(w) <= 0:
+        raise QueryError(f"m3 weights must be three non-negative numbers with a positive sum, got {list(weights)}")
+    return w  # type: ignore[return-value]
 
 
 def build_request(
@@ -47,44 +102,85 @@ def build_request(
     prefetch_limit: int = 100,
     rrf_k: int = 60,
     rrf_weights: Sequence[float] | None = None,
+    m3_weights: Sequence[float] = DEFAULT_M3_WEIGHTS,
+    min_dense_score: float | None = None,
+    min_sparse_score: float | None = None,
+    min_score: float | None = None,
     flt: models.Filter | None = None,
 ) -> models.QueryRequest:
     """The whole search, candidates and fusion included, as one request.
 
     The filter is applied inside every prefetch (so fusion and reranking see only matching points)
     and again at the top level. Each prefetch fetches ``max(prefetch_limit, limit)`` candidates.
+
+    Thresholds: ``min_dense_score`` / ``min_sparse_score`` drop candidates inside the dense / sparse
+    legs (in the single-leg modes, at the top level). ``min_score`` applies to the final score on the
+    scale the retriever reports (see ``score_divisor``); it is refused for RRF and DBSF, whose scores
+    are rank artefacts.
     """
     mode = SearchMode.parse(mode)
     if limit < 1:
         raise QueryError(f"limit must be at least 1, got {limit}")
+    if min_score is not None and not mode.score_is_similarity:
+        raise QueryError(
+            f"a final score threshold is meaningless for mode {mode.value}: its score is a fusion artefact "
+            "(depends on ranks and on the other candidates), not a similarity; use min_dense_score / "
+            "min_sparse_score, which apply inside the prefetches"
+        )
+    weights = _check_weights(m3_weights)
     depth = max(prefetch_limit, limit)
     dense_q = [float(x) for x in query.dense]
     sparse_q = models.SparseVector(indices=list(query.sparse.indices), values=list(query.sparse.values))
 
     def leg(vector: Any, using: str) -> models.Prefetch:
-        return models.Prefetch(query=vector, using=using, filter=flt, limit=depth)
+        threshold = min_dense_score if using == DENSE else min_sparse_score if using == SPARSE else None
+        return models.Prefetch(query=vector, using=using, filter=flt, limit=depth, score_threshold=threshold)
 
     def fused() -> list[models.Prefetch]:
         return [leg(dense_q, DENSE), leg(sparse_q, SPARSE)]
 
+    def strictest(*values: float | None) -> float | None:
+        present = [v for v in values if v is not None]
+        return max(present) if present else None
+
     rrf = models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=list(rrf_weights) if rrf_weights else None))
     common: dict[str, Any] = {"filter": flt, "limit": limit, "with_payload": True}
     if mode is SearchMode.DENSE:
-        return models.QueryRequest(query=dense_q, using=DENSE, **common)
+        return models.QueryRequest(
+            query=dense_q, using=DENSE, score_threshold=strictest(min_dense_score, min_score), **common
+        )
     if mode is SearchMode.SPARSE:
-        return models.QueryRequest(query=sparse_q, using=SPARSE, **common)
+        return models.QueryRequest(
+            query=sparse_q, using=SPARSE, score_threshold=strictest(min_sparse_score, min_score), **common
+        )
     if mode is SearchMode.HYBRID:
         return models.QueryRequest(prefetch=fused(), query=rrf, **common)
     if mode is SearchMode.HYBRID_DBSF:
         return models.QueryRequest(prefetch=fused(), query=models.FusionQuery(fusion=models.Fusion.DBSF), **common)
-    if query.colbert is None:
+    if query.colbert is None or len(query.colbert) == 0:
         raise QueryError(f"mode {mode.value} needs the query's ColBERT vectors")
     colbert_q = [[float(x) for x in row] for row in query.colbert]
+    n_q = len(colbert_q)
+    if mode is SearchMode.M3:
+        # The candidates: the union of the dense and the sparse top-`depth` (the fused limit, 2*depth, never
+        # truncates, so no RRF tie can make the three rescoring legs see different sets). Each leg rescores
+        # exactly those candidates; the formula adds the three scores.
+        candidates = models.Prefetch(prefetch=fused(), query=rrf, filter=flt, limit=2 * depth)
+
+        def rescore(vector: Any, using: str) -> models.Prefetch:
+            return models.Prefetch(prefetch=[candidates], query=vector, using=using, filter=flt, limit=2 * depth)
+
+        legs = [rescore(dense_q, DENSE), rescore(sparse_q, SPARSE), rescore(colbert_q, COLBERT)]
+        return models.QueryRequest(prefetch=legs, query=m3_formula(weights, n_q), score_threshold=min_score, **common)
     if mode is SearchMode.HYBRID_COLBERT:
         candidates = models.Prefetch(prefetch=fused(), query=rrf, filter=flt, limit=depth)
     else:
         candidates = leg(dense_q, DENSE)
-    return models.QueryRequest(prefetch=[candidates], query=colbert_q, using=COLBERT, **common)
+    # MAX_SIM is a sum over the query vectors; the reported score (and so min_score) is the mean.
+    threshold = None if min_score is None else min_score * n_q
+    return models.QueryRequest(
+        prefetch=[candidates], query=colbert_q, using=COLBERT, score_threshold=threshold, **common
+    )
 
 
 # ------------------------------------------------------------------------------------------ filters

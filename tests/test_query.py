@@ -105,3 +105,39 @@ def test_parse_filter_forms() -> None:
 def test_parse_filter_rejects_bad_input(bad) -> None:
     with pytest.raises(QueryError):
         parse_filter(bad)
+
+
+def test_m3_rescores_one_candidate_set_with_three_legs_and_a_formula() -> None:
+    r = build_request("m3", Q, limit=10, prefetch_limit=30, flt=F, m3_weights=(0.4, 0.2, 0.4))
+    assert legs(r.prefetch) == ["dense", "sparse", "colbert"]
+    for p in r.prefetch:
+        [cand] = p.prefetch
+        assert cand.limit == 60 and p.limit == 60  # the union of two legs of 30: never truncated
+        assert legs(cand.prefetch) == ["dense", "sparse"] and all(x.limit == 30 for x in cand.prefetch)
+        assert p.filter == F and cand.filter == F and all(x.filter == F for x in cand.prefetch)
+    assert r.prefetch[2].query == [[1.0, 0.0], [0.0, 1.0]]
+    formula = r.query
+    assert isinstance(formula, models.FormulaQuery)
+    assert formula.defaults == {"$score[0]": 0.0, "$score[1]": 0.0, "$score[2]": 0.0}
+    terms = [(t.mult[0], t.mult[1]) for t in formula.formula.sum]
+    assert terms == [(0.4, "$score[0]"), (0.2, "$score[1]"), (pytest.approx(0.2), "$score[2]")]  # 0.4 / 2 vectors
+    assert r.using is None and r.limit == 10
+
+
+def test_thresholds_go_where_they_mean_something() -> None:
+    r = build_request("hybrid", Q, min_dense_score=0.3, min_sparse_score=0.1)
+    assert [p.score_threshold for p in r.prefetch] == [0.3, 0.1] and r.score_threshold is None
+    r = build_request("m3", Q, min_dense_score=0.3, min_sparse_score=0.1, min_score=0.5)
+    assert r.score_threshold == 0.5
+    assert [p.score_threshold for p in r.prefetch[0].prefetch[0].prefetch] == [0.3, 0.1]
+    assert all(p.score_threshold is None for p in r.prefetch)  # rescoring legs keep every candidate
+    r = build_request("colbert", Q, min_dense_score=0.3, min_score=0.5)
+    assert r.prefetch[0].score_threshold == 0.3 and r.score_threshold == 1.0  # 0.5 x 2 query vectors (MAX_SIM)
+    assert build_request("dense", Q, min_dense_score=0.3, min_score=0.5).score_threshold == 0.5
+    assert build_request("sparse", Q, min_sparse_score=0.3).score_threshold == 0.3
+    for mode in ("hybrid", "hybrid_dbsf"):
+        with pytest.raises(QueryError, match="not a similarity"):
+            build_request(mode, Q, min_score=0.1)
+    for bad in [(0.4, 0.2), (-1, 1, 1), (0, 0, 0), ("a", 1, 1)]:
+        with pytest.raises(QueryError, match="m3 weights"):
+            build_request("m3", Q, m3_weights=bad)

@@ -109,7 +109,31 @@ def edge_query(query: Any, using: str | None) -> Any:
             return qe.Fusion.Dbsf()
     if isinstance(query, models.RrfQuery):
         return qe.Fusion.Rrf(k=query.rrf.k if query.rrf.k is not None else QDRANT_RRF_K, weights=query.rrf.weights)
+    if isinstance(query, models.FormulaQuery):
+        return qe.Formula(edge_expression(query.formula), defaults=dict(query.defaults or {}) or None)
     raise QueryError(f"query {type(query).__name__} is not supported by the embedded engine")
+
+
+def edge_expression(e: Any) -> Any:
+    """A formula expression (constants, ``$score[n]``/payload variables, sum, mult, neg, div) for Edge."""
+    import qdrant_edge as qe
+
+    x = qe.Expression
+    if isinstance(e, bool):
+        raise QueryError("a formula term cannot be a boolean")
+    if isinstance(e, (int, float)):
+        return x.Constant(float(e))
+    if isinstance(e, str):
+        return x.Variable(e)
+    if isinstance(e, models.SumExpression):
+        return x.Sum([edge_expression(t) for t in e.sum])
+    if isinstance(e, models.MultExpression):
+        return x.Mult([edge_expression(t) for t in e.mult])
+    if isinstance(e, models.NegExpression):
+        return x.Neg(edge_expression(e.neg))
+    if isinstance(e, models.DivExpression):
+        return x.Div(edge_expression(e.div.left), edge_expression(e.div.right), e.div.by_zero_default)
+    raise QueryError(f"formula expression {type(e).__name__} is not supported by the embedded engine")
 
 
 def edge_prefetch(p: models.Prefetch) -> Any:
