@@ -19,6 +19,7 @@ from indexer.config import Settings
 from indexer.encoder import Encoder
 from indexer.loaders import build_document
 from indexer.models import Embedding
+from indexer.records import KIND_CHUNK, kind_filter
 from indexer.schema import COLBERT
 from indexer.store import open_store
 from retriever.api import Retriever, SearchHit
@@ -239,7 +240,7 @@ def run_eval(
             if not existing:
                 ingest_dataset(dataset, settings, encoder, store)
             retriever = Retriever(settings, encoder=encoder, store=store)
-            chunks = store.count()
+            chunks = store.count(kind_filter(KIND_CHUNK))
             ids = list(dataset.queries)
             started = time.perf_counter()
             encoded = encoder.encode_queries([dataset.queries[q] for q in ids])
