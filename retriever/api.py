@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexer.config import Settings, load_settings
+from qdrant_client import models
+
+from indexer.config import RetrievalSettings, Settings, load_settings
 from indexer.encoder import BGEM3Encoder, Encoder
 from indexer.errors import QueryError, SchemaMismatchError
-from indexer.models import Hit
+from indexer.models import Embedding, Hit
 from indexer.schema import COLBERT, DENSE
 from indexer.store import Store, open_store
 from retriever.query import SearchMode, build_request, parse_filter
@@ -33,6 +35,8 @@ class SearchHit:
     pages: tuple[int, ...]
     chunk_index: int
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    start: int | None = None  # character offsets of the chunk in its document's text
+    end: int | None = None
 
     @property
     def page(self) -> int | None:
@@ -50,6 +54,8 @@ class SearchHit:
             pages=tuple(p.get("pages") or ()),
             chunk_index=int(p.get("chunk_index", -1)),
             metadata=dict(p.get("metadata") or {}),
+            start=p.get("start"),
+            end=p.get("end"),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,6 +68,8 @@ class SearchHit:
             "chunk_index": self.chunk_index,
             "text": self.text,
             "metadata": self.metadata,
+            "start": self.start,
+            "end": self.end,
         }
 
 
@@ -126,6 +134,20 @@ class Retriever:
         filter: Any = None,
     ) -> list[list[SearchHit]]:
         """Several queries: encoded in one model call and answered in one engine call."""
+        plan = self.plan(queries, limit=limit, mode=mode, filter=filter)
+        if not queries:
+            return []
+        embeddings = self.encoder.encode_queries(list(queries))
+        return [[SearchHit.from_hit(h) for h in hits] for hits in self.store.query_batch(plan.requests(embeddings))]
+
+    def plan(
+        self,
+        queries: Sequence[str],
+        limit: int | None = None,
+        mode: SearchMode | str | None = None,
+        filter: Any = None,
+    ) -> SearchPlan:
+        """Check a search before any model or engine work (raises ``QueryError``); the async API reuses it."""
         r = self.settings.retrieval
         mode = SearchMode.parse(mode or r.mode)
         limit = r.limit if limit is None else limit
@@ -140,20 +162,29 @@ class Retriever:
                 raise QueryError("the query is empty")
             if len(q) > MAX_QUERY_CHARS:
                 raise QueryError(f"the query is {len(q)} characters long; the limit is {MAX_QUERY_CHARS}")
-        if not queries:
-            return []
-        flt = parse_filter(filter)
-        embeddings = self.encoder.encode_queries(list(queries))
-        requests = [
+        return SearchPlan(mode=mode, limit=limit, flt=parse_filter(filter), settings=r)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPlan:
+    """A checked search: turns query embeddings into Query API requests (pure)."""
+
+    mode: SearchMode
+    limit: int
+    flt: models.Filter | None
+    settings: RetrievalSettings
+
+    def requests(self, embeddings: Sequence[Embedding]) -> list[models.QueryRequest]:
+        r = self.settings
+        return [
             build_request(
-                mode,
+                self.mode,
                 e,
-                limit=limit,
+                limit=self.limit,
                 prefetch_limit=r.prefetch_limit,
                 rrf_k=r.rrf_k,
                 rrf_weights=r.rrf_weights,
-                flt=flt,
+                flt=self.flt,
             )
             for e in embeddings
         ]
-        return [[SearchHit.from_hit(h) for h in hits] for hits in self.store.query_batch(requests)]
