@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefetch-limit", type=int, help="candidates per prefetch leg")
     p.add_argument("--json", action="store_true", help="print hits as JSON")
     add_common_args(p)
+
+    s = sub.add_parser("serve", help="run the HTTP retrieval service (FastAPI + uvicorn)")
+    s.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default from config: 8000)")
+    add_common_args(s)
     return parser
 
 
@@ -50,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
+        if args.command == "serve":
+            from retriever.service import serve
+
+            serve(settings_from_args(args, {"service": {"host": args.host, "port": args.port}}))
+            return EXIT_OK
         from retriever.api import Retriever
 
         settings = settings_from_args(args, {"retrieval": {"prefetch_limit": args.prefetch_limit}})
