@@ -176,18 +176,19 @@ class AsyncRetriever:
     ...     hits = await r.search("late delivery penalty", limit=5)
     """
 
-    def __init__(self, retriever: Retriever, *, max_batch: int | None = None) -> None:
+    def __init__(self, retriever: Retriever, *, max_batch: int | None = None, client: Any = None) -> None:
         self.retriever = retriever
         self.settings: Settings = retriever.settings
         self.encoder = SerializedEncoder(retriever.encoder)
         self.store = SerializedStore(retriever.store)
         self.batcher = QueryBatcher(self.encoder, max_batch or self.settings.service.encode_batch)
-        self.client: Any = None  # AsyncQdrantClient, made in the event loop on first use
+        # AsyncQdrantClient for a server: given, or made in the event loop on first use.
+        self.client: Any = client
 
     @property
     def embedded(self) -> bool:
         """Searches run in a worker thread (Edge, local mode), not through the async client (a server)."""
-        return not self.settings.qdrant.url
+        return self.client is None and not self.settings.qdrant.url
 
     def _client(self) -> Any:
         if self.client is None:
@@ -233,6 +234,14 @@ class AsyncRetriever:
         requests = plan.requests(await self.batcher.encode(list(queries)))
         hits = await self.query_batch(requests)
         return [[SearchHit.from_hit(h) for h in group] for group in hits]
+
+    def search_blocking(
+        self, query: str, limit: int | None = None, mode: SearchMode | str | None = None, filter: Any = None
+    ) -> list[SearchHit]:
+        """A synchronous search that takes the same locks, for threads sharing this retriever's parts."""
+        plan = self.retriever.plan([query], limit=limit, mode=mode, filter=filter)
+        [hits] = self.store.query_batch(plan.requests(self.encoder.encode_queries([query])))
+        return [SearchHit.from_hit(h) for h in hits]
 
     async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
         if self.embedded:
