@@ -121,8 +121,13 @@ def test_bad_batch_requests(client: httpx.Client) -> None:
     [
         ({"file": ("tool.exe", b"MZ...")}, {}, 415, "unsupported file type"),
         ({"file": ("notes", b"plain")}, {}, 415, "unsupported file type"),
-        ({"file": ("big.txt", b"a " * (MAX_UPLOAD // 2 + 1))}, {}, 413, f"limit of {MAX_UPLOAD} bytes"),
-        ({"file": ("huge.txt", b"a " * MAX_UPLOAD)}, {}, 413, f"limit of {MAX_UPLOAD} bytes"),
+        (
+            {"file": ("big.txt", b"a " * (MAX_UPLOAD // 2 + 1))},
+            {},
+            413,
+            f"the file is over the limit of {MAX_UPLOAD} bytes",
+        ),
+        ({"file": ("huge.txt", b"a " * (2 * MAX_UPLOAD))}, {}, 413, "bytes is over the limit"),
         ({"file": ("cp1251.txt", "плохо".encode("cp1251"))}, {}, 422, "not valid UTF-8"),
         ({"file": ("empty.md", b"  \n")}, {}, 422, "empty"),
         ({"file": ("broken.pdf", b"%PDF-1.4 nonsense")}, {}, 422, "cannot read PDF"),
@@ -297,3 +302,15 @@ def test_cli_serve_owns_the_embedded_store(tiny_model_dir: Path, tmp_path: Path)
         server.wait(timeout=30)
     assert "Traceback" not in server.stderr.read()
     server.stderr.close()
+
+
+def test_the_service_key_comes_from_the_environment_never_from_a_file(tmp_path: Path) -> None:
+    from indexer.config import load_settings
+    from indexer.errors import ConfigError
+
+    assert load_settings(env={"RETRIEVER_API_KEY": "abc"}).service.api_key == "abc"
+    assert load_settings(env={}).service.api_key is None
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[service]\napi_key = "in-a-file"\n')
+    with pytest.raises(ConfigError, match="RETRIEVER_API_KEY"):
+        load_settings(cfg, env={})
