@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,7 +163,32 @@ class Retriever:
                 raise QueryError("the query is empty")
             if len(q) > MAX_QUERY_CHARS:
                 raise QueryError(f"the query is {len(q)} characters long; the limit is {MAX_QUERY_CHARS}")
-        return SearchPlan(mode=mode, limit=limit, flt=parse_filter(filter), settings=r)
+        try:
+            flt = parse_filter(filter)
+        except ValueError as e:  # pydantic's ValidationError, e.g. a list mixing strings and numbers
+            raise QueryError(f"invalid filter: {str(e).splitlines()[0]}") from e
+        _check_filter(flt)
+        return SearchPlan(mode=mode, limit=limit, flt=flt, settings=r)
+
+
+def _check_filter(flt: Any) -> None:
+    """Refuse, before any engine sees them, filters the engines would fail on rather than answer."""
+    if flt is None:
+        return
+    if isinstance(flt, models.Filter):
+        for part in (flt.must, flt.should, flt.must_not, flt.min_should and flt.min_should.conditions):
+            for c in part if isinstance(part, list) else [part] if part is not None else []:
+                _check_filter(c)
+    elif isinstance(flt, models.FieldCondition) and not flt.key.strip():
+        raise QueryError("filter keys must not be empty")
+    elif isinstance(flt, models.HasIdCondition):
+        for point_id in flt.has_id:
+            try:
+                uuid.UUID(str(point_id))
+            except ValueError:
+                raise QueryError(f"has_id: point ids are UUIDs, got {point_id!r}") from None
+    elif isinstance(flt, models.NestedCondition):
+        _check_filter(flt.nested.filter)
 
 
 @dataclass(frozen=True, slots=True)

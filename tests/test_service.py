@@ -70,6 +70,9 @@ def test_search_and_batch(client: httpx.Client) -> None:
     assert r.status_code == 200 and {h["doc_id"] for h in r.json()["hits"]} == {"remote-work-policy.md"}
     r = client.post("/search", json={"query": "fusion", "filter": ["chunk_index>=1"], "mode": "sparse"})
     assert r.status_code == 200 and all(h["chunk_index"] >= 1 for h in r.json()["hits"])
+    some_id = body["hits"][1]["id"]
+    r = client.post("/search", json={"query": "remote", "filter": {"must": [{"has_id": [some_id]}]}})
+    assert [h["id"] for h in r.json()["hits"]] == [some_id]
     r = client.post("/search/batch", json={"queries": ["reciprocal rank fusion", "home office"], "limit": 2})
     assert r.status_code == 200 and [len(x) for x in r.json()["results"]] == [2, 2]
 
@@ -93,6 +96,10 @@ def test_search_and_batch(client: httpx.Client) -> None:
         ({"query": "x", "filter": {"must": [{"nonsense": 1}]}}, 422, "invalid Qdrant filter"),
         ({"query": "x", "colour": "red"}, 422, "colour"),
         ({"limit": 3}, 422, "query"),
+        ({"query": "x", "filter": {"page": [1, "a"]}}, 422, "invalid filter"),
+        ({"query": "x", "filter": {"must": [{"key": "", "match": {"value": 1}}]}}, 422, "keys must not be empty"),
+        ({"query": "x", "filter": {"must": [{"has_id": ["not-a-uuid"]}]}}, 422, "point ids are UUIDs"),
+        ({"query": "x", "filter": {"should": [{"has_id": [123]}]}}, 422, "point ids are UUIDs"),
     ],
 )
 def test_bad_search_requests_get_a_clear_4xx(client: httpx.Client, body: object, status: int, message: str) -> None:
