@@ -122,7 +122,11 @@ class QueryBatcher:
         self.pending.extend(zip(texts, futures, strict=True))
         assert self.wakeup is not None
         self.wakeup.set()
-        return list(await asyncio.gather(*futures))
+        results = await asyncio.gather(*futures, return_exceptions=True)  # retrieve every error, raise the first
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return list(results)  # type: ignore[arg-type]
 
     async def _run(self) -> None:
         assert self.wakeup is not None

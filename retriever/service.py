@@ -7,9 +7,11 @@ uploads and deletes go through it, serialized with searches (see ``retriever.aio
 from __future__ import annotations
 
 import asyncio
+import copy
 import hmac
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +30,7 @@ from indexer.loaders import SUPPORTED_SUFFIXES, load_bytes
 from indexer.pipeline import doc_filter, ingest_documents
 from retriever.aio import AsyncRetriever
 from retriever.api import MAX_QUERY_CHARS, Retriever
+from retriever.context import Context, build_context, token_counter
 from retriever.query import SearchMode
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,10 @@ class BatchSearchRequest(_Body):
     filter: FilterSpec = None
 
 
+class ContextRequest(SearchRequest):
+    max_tokens: int = Field(2000, ge=1, le=1_000_000, description="token budget of the context text")
+
+
 class Hit(BaseModel):
     id: str
     score: float
@@ -83,6 +90,23 @@ class SearchResponse(BaseModel):
 class BatchSearchResponse(BaseModel):
     mode: str
     results: list[list[Hit]]
+
+
+class CitationOut(BaseModel):
+    number: int
+    label: str
+    source: str
+    doc_id: str
+    pages: list[int]
+    chunk_indexes: list[int]
+    score: float
+
+
+class ContextResponse(BaseModel):
+    text: str
+    tokens: int
+    citations: list[CitationOut]
+    dropped: int
 
 
 class UploadResponse(BaseModel):
@@ -151,6 +175,14 @@ def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
     max_upload = settings.service.max_upload_bytes
     max_batch = settings.service.max_batch_queries
     engine = "server" if settings.qdrant.url else settings.qdrant.engine
+
+    # Context building counts tokens with its own copy of the tokenizer (fast tokenizers are not thread-safe).
+    context_tokenizer = copy.deepcopy(retriever.encoder.tokenizer)
+    context_lock = threading.Lock()
+
+    def counted_context(hits: list[Any], max_tokens: int) -> Context:
+        with context_lock:
+            return build_context(hits, token_counter(context_tokenizer), max_tokens)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -238,6 +270,18 @@ def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
         mode = body.mode or SearchMode(settings.retrieval.mode)
         results = await ar(request).search_batch(body.queries, limit=body.limit, mode=mode, filter=body.filter)
         return {"mode": mode.value, "results": [[h.as_dict() for h in hits] for hits in results]}
+
+    @app.post("/context", response_model=ContextResponse, tags=["search"])
+    async def context(body: ContextRequest, request: Request) -> dict[str, Any]:
+        """Search, then build a prompt context: merged passages with numbered citations within ``max_tokens``."""
+        hits = await ar(request).search(body.query, limit=body.limit, mode=body.mode, filter=body.filter)
+        ctx = await asyncio.to_thread(counted_context, hits, body.max_tokens)
+        return {
+            "text": ctx.text,
+            "tokens": ctx.tokens,
+            "citations": [c.as_dict() for c in ctx.citations],
+            "dropped": ctx.dropped,
+        }
 
     @app.post("/documents", response_model=UploadResponse, status_code=201, tags=["documents"])
     async def upload(

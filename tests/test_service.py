@@ -51,7 +51,7 @@ def test_health_readiness_collection_and_docs(client: httpx.Client) -> None:
     r = client.get("/collections/other")
     assert r.status_code == 404 and "test_docs" in detail(r)
     spec = client.get("/openapi.json").json()
-    assert {"/search", "/search/batch", "/documents", "/documents/{doc_id}", "/healthz", "/readyz"} <= set(
+    assert {"/search", "/search/batch", "/context", "/documents", "/documents/{doc_id}", "/healthz", "/readyz"} <= set(
         spec["paths"]
     )
     assert client.get("/docs").status_code == 200
@@ -75,6 +75,22 @@ def test_search_and_batch(client: httpx.Client) -> None:
     assert [h["id"] for h in r.json()["hits"]] == [some_id]
     r = client.post("/search/batch", json={"queries": ["reciprocal rank fusion", "home office"], "limit": 2})
     assert r.status_code == 200 and [len(x) for x in r.json()["results"]] == [2, 2]
+
+
+def test_context_route_cites_and_keeps_the_budget(client: httpx.Client, encoder: BGEM3Encoder) -> None:
+    body = {"query": "remote work equipment and security", "limit": 8}
+    full = client.post("/context", json={**body, "max_tokens": 100_000}).json()
+    hits = client.post("/search", json=body).json()["hits"]
+    assert full["text"].startswith(f"[1] {hits[0]['source']}, p. 1\n") and full["dropped"] == 0
+    assert full["tokens"] == len(encoder.tokenizer(full["text"], add_special_tokens=False)["input_ids"])
+    assert [c["number"] for c in full["citations"]] == list(range(1, len(full["citations"]) + 1))
+    # Chunks of one document that touch are merged: fewer passages than hits, every hit's chunk cited once.
+    cited = sorted((c["doc_id"], i) for c in full["citations"] for i in c["chunk_indexes"])
+    assert cited == sorted((h["doc_id"], h["chunk_index"]) for h in hits)
+    small = client.post("/context", json={**body, "max_tokens": full["tokens"] // 2}).json()
+    assert 0 < small["tokens"] <= full["tokens"] // 2 and small["dropped"] > 0
+    r = client.post("/context", json={**body, "max_tokens": 0})
+    assert r.status_code == 422 and "max_tokens" in detail(r)
 
 
 @pytest.mark.parametrize(
@@ -213,6 +229,7 @@ def test_api_key_protects_every_route_but_health(tiny_model_dir: Path, encoder: 
         calls = [
             ("POST", "/search", {"json": {"query": "x"}}),
             ("POST", "/search/batch", {"json": {"queries": ["x"]}}),
+            ("POST", "/context", {"json": {"query": "x"}}),
             ("POST", "/documents", {"files": {"file": ("a.txt", b"text")}}),
             ("DELETE", "/documents/a.txt", {}),
             ("GET", "/collections/test_docs", {}),
