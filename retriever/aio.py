@@ -19,15 +19,21 @@ from typing import Any
 from qdrant_client import models
 
 from indexer.config import Settings
-from indexer.errors import QueryError
+from indexer.errors import QueryError, StoreError, TransientStoreError
 from indexer.models import Embedding, Hit, PointRecord, StoredPoint
 from indexer.schema import CollectionSpec
 from indexer.store import Store
-from indexer.store.qdrant import _wrap
+from indexer.store.qdrant import is_transient
 from retriever.api import Retriever, SearchHit
 from retriever.query import SearchMode
 
 logger = logging.getLogger(__name__)
+
+
+def _store_error(e: Exception, what: str) -> StoreError:
+    cls = TransientStoreError if is_transient(e) else StoreError
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return cls(f"{what} failed: {type(e).__name__}: {first}")
 
 
 class SerializedEncoder:
@@ -253,7 +259,7 @@ class AsyncRetriever:
         try:
             responses = await self._client().query_batch_points(self.store.collection, requests=list(requests))
         except Exception as e:
-            raise _wrap(e, "query") from e
+            raise _store_error(e, "query") from e
         return [[Hit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in r.points] for r in responses]
 
     async def count(self, flt: models.Filter | None = None) -> int:
@@ -262,4 +268,4 @@ class AsyncRetriever:
         try:
             return (await self._client().count(self.store.collection, count_filter=flt, exact=True)).count
         except Exception as e:
-            raise _wrap(e, "count") from e
+            raise _store_error(e, "count") from e

@@ -12,7 +12,7 @@ import pytest
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
 from indexer.encoder import BGEM3Encoder
-from indexer.errors import QueryError
+from indexer.errors import QueryError, TransientStoreError
 from indexer.pipeline import ingest
 from indexer.store import open_store
 from retriever import AsyncRetriever, Retriever, SearchMode
@@ -149,3 +149,17 @@ def test_async_search_on_a_server(tiny_model_dir: Path, encoder: BGEM3Encoder) -
     finally:
         store.client.delete_collection(name)
         store.close()
+
+
+def test_an_unreachable_server_is_a_transient_store_error(retrievers: dict) -> None:
+    async def run() -> None:
+        client = AsyncQdrantClient(url="http://127.0.0.1:9", timeout=2, check_compatibility=False)  # nothing on port 9
+        ar = AsyncRetriever(retrievers["local"], client=client)
+        with pytest.raises(TransientStoreError, match="query failed"):
+            await ar.search("home office")
+        with pytest.raises(TransientStoreError, match="count failed"):
+            await ar.count()
+        await ar.batcher.aclose()
+        await client.close()
+
+    asyncio.run(run())
