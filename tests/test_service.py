@@ -271,8 +271,9 @@ def test_concurrent_requests_are_answered_as_sequential_ones(url: str, client: h
     for r, want in zip(asyncio.run(run(with_upload=False)), expected.values(), strict=True):
         assert r.status_code == 200
         got = r.json()["hits"]
-        assert [h["id"] for h in got] == [h["id"] for h in want]
+        # The same hits and scores (equal scores may swap: batched encoding can differ in the last bits).
         assert [h["score"] for h in got] == pytest.approx([h["score"] for h in want], rel=1e-4)
+        assert {h["id"]: h["score"] for h in got} == pytest.approx({h["id"]: h["score"] for h in want}, rel=1e-4)
     # Searches, a batch and an upload at once: the embedded store and the model are shared safely.
     responses = asyncio.run(run(with_upload=True))
     assert [r.status_code for r in responses] == [200] * len(expected) + [201, 200]
