@@ -26,6 +26,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "QDRANT_URL": ("qdrant", "url"),
     "QDRANT_API_KEY": ("qdrant", "api_key"),
     "INDEXER_MODEL": ("model", "name"),
+    "RETRIEVER_API_KEY": ("service", "api_key"),
 }
 ENV_CONFIG_PATH = "INDEXER_CONFIG"
 
@@ -110,6 +111,17 @@ class IngestSettings(_Section):
     write_retries: int = Field(5, ge=0)
 
 
+class ServiceSettings(_Section):
+    """``retriever serve``: the HTTP retrieval service."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)  # 0: any free port
+    api_key: str | None = Field(None, repr=False)  # from RETRIEVER_API_KEY, never from a file; None: no auth
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_batch_queries: int = Field(64, ge=1, le=1024)  # per POST /search/batch
+    encode_batch: int = Field(32, ge=1, le=1024)  # concurrent queries encoded in one model call
+
+
 class Settings(_Section):
     model: ModelSettings = ModelSettings()
     chunking: ChunkingSettings = ChunkingSettings()
@@ -117,6 +129,7 @@ class Settings(_Section):
     collection: CollectionSettings = CollectionSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     ingest: IngestSettings = IngestSettings()
+    service: ServiceSettings = ServiceSettings()
 
     def replace(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some fields of some sections replaced, validated again."""
@@ -151,6 +164,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
     if "api_key" in data.get("qdrant", {}):
         raise ConfigError(f"{path}: do not keep the Qdrant API key in a file; set QDRANT_API_KEY instead")
+    if "api_key" in data.get("service", {}):
+        raise ConfigError(f"{path}: do not keep the service API key in a file; set RETRIEVER_API_KEY instead")
     return data
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexer.config import Settings, load_settings
+from qdrant_client import models
+
+from indexer.config import RetrievalSettings, Settings, load_settings
 from indexer.encoder import BGEM3Encoder, Encoder
 from indexer.errors import QueryError, SchemaMismatchError
 from indexer.models import Embedding, Hit
@@ -39,6 +42,8 @@ class SearchHit:
     pages: tuple[int, ...]
     chunk_index: int
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    start: int | None = None  # character offsets of the chunk in its document's text
+    end: int | None = None
 
     @property
     def page(self) -> int | None:
@@ -56,6 +61,8 @@ class SearchHit:
             pages=tuple(p.get("pages") or ()),
             chunk_index=int(p.get("chunk_index", -1)),
             metadata=dict(p.get("metadata") or {}),
+            start=p.get("start"),
+            end=p.get("end"),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,6 +75,8 @@ class SearchHit:
             "chunk_index": self.chunk_index,
             "text": self.text,
             "metadata": self.metadata,
+            "start": self.start,
+            "end": self.end,
         }
 
 
@@ -132,6 +141,34 @@ class Retriever:
         filter: Any = None,
     ) -> list[list[SearchHit]]:
         """Several queries: encoded in one model call and answered in one engine call."""
+        plan = self.plan(queries, limit=limit, mode=mode, filter=filter)
+        if not queries:
+            return []
+        return self.run(plan, self.encoder.encode_queries(list(queries)))
+
+    def search_embeddings(
+        self,
+        embeddings: Sequence[Embedding],
+        limit: int | None = None,
+        mode: SearchMode | str | None = None,
+        filter: Any = None,
+    ) -> list[list[SearchHit]]:
+        """Queries already encoded (evaluation, sweeps): one engine call, scores on the reported scale."""
+        return self.run(self.plan([], limit=limit, mode=mode, filter=filter), embeddings)
+
+    def run(self, plan: SearchPlan, embeddings: Sequence[Embedding]) -> list[list[SearchHit]]:
+        """Answer a checked plan for encoded queries."""
+        results = self.store.query_batch(plan.requests(embeddings)) if embeddings else []
+        return plan.hits(embeddings, results)
+
+    def plan(
+        self,
+        queries: Sequence[str],
+        limit: int | None = None,
+        mode: SearchMode | str | None = None,
+        filter: Any = None,
+    ) -> SearchPlan:
+        """Check a search before any model or engine work (raises ``QueryError``); the async API reuses it."""
         r = self.settings.retrieval
         mode = SearchMode.parse(mode or r.mode)
         limit = r.limit if limit is None else limit
@@ -146,35 +183,50 @@ class Retriever:
                 raise QueryError("the query is empty")
             if len(q) > MAX_QUERY_CHARS:
                 raise QueryError(f"the query is {len(q)} characters long; the limit is {MAX_QUERY_CHARS}")
-        if not queries:
-            return []
-        flt = parse_filter(filter)
-        embeddings = self.encoder.encode_queries(list(queries))
-        return self.search_embeddings(embeddings, limit=limit, mode=mode, filter=flt)
+        try:
+            flt = parse_filter(filter)
+        except ValueError as e:  # pydantic's ValidationError, e.g. a list mixing strings and numbers
+            raise QueryError(f"invalid filter: {str(e).splitlines()[0]}") from e
+        _check_filter(flt)
+        return SearchPlan(mode=mode, limit=limit, flt=flt, settings=r)
 
-    def search_embeddings(
-        self,
-        embeddings: Sequence[Embedding],
-        limit: int | None = None,
-        mode: SearchMode | str | None = None,
-        filter: Any = None,
-    ) -> list[list[SearchHit]]:
-        """Queries already encoded (evaluation, sweeps): one engine call, scores on the reported scale."""
-        r = self.settings.retrieval
-        mode = SearchMode.parse(mode or r.mode)
-        limit = r.limit if limit is None else limit
-        if not 1 <= limit <= 1000:
-            raise QueryError(f"limit must be between 1 and 1000, got {limit}")
-        if mode.needs_colbert and COLBERT not in self.shape:
-            raise QueryError(
-                f"mode {mode.value} needs ColBERT vectors, which collection {self.store.collection!r} lacks"
-            )
-        flt = parse_filter(filter)
-        requests = [
+
+def _check_filter(flt: Any) -> None:
+    """Refuse, before any engine sees them, filters the engines would fail on rather than answer."""
+    if flt is None:
+        return
+    if isinstance(flt, models.Filter):
+        for part in (flt.must, flt.should, flt.must_not, flt.min_should and flt.min_should.conditions):
+            for c in part if isinstance(part, list) else [part] if part is not None else []:
+                _check_filter(c)
+    elif isinstance(flt, models.FieldCondition) and not flt.key.strip():
+        raise QueryError("filter keys must not be empty")
+    elif isinstance(flt, models.HasIdCondition):
+        for point_id in flt.has_id:
+            try:
+                uuid.UUID(str(point_id))
+            except ValueError:
+                raise QueryError(f"has_id: point ids are UUIDs, got {point_id!r}") from None
+    elif isinstance(flt, models.NestedCondition):
+        _check_filter(flt.nested.filter)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPlan:
+    """A checked search: Query API requests from query embeddings, and hits from the answers (pure)."""
+
+    mode: SearchMode
+    limit: int
+    flt: models.Filter | None
+    settings: RetrievalSettings
+
+    def requests(self, embeddings: Sequence[Embedding]) -> list[models.QueryRequest]:
+        r = self.settings
+        return [
             build_request(
-                mode,
+                self.mode,
                 e,
-                limit=limit,
+                limit=self.limit,
                 prefetch_limit=r.prefetch_limit,
                 rrf_k=r.rrf_k,
                 rrf_weights=r.rrf_weights,
@@ -182,10 +234,12 @@ class Retriever:
                 min_dense_score=r.min_dense_score,
                 min_sparse_score=r.min_sparse_score,
                 min_score=r.min_score,
-                flt=flt,
+                flt=self.flt,
             )
             for e in embeddings
         ]
-        divisors = [score_divisor(mode, e) for e in embeddings]
-        results = self.store.query_batch(requests) if requests else []
+
+    def hits(self, embeddings: Sequence[Embedding], results: Sequence[Sequence[Hit]]) -> list[list[SearchHit]]:
+        """Engine answers as hits, with scores on the mode's reported scale (see ``SearchHit``)."""
+        divisors = [score_divisor(self.mode, e) for e in embeddings]
         return [[SearchHit.from_hit(h, d) for h in hits] for hits, d in zip(results, divisors, strict=True)]

@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--depths", default=",".join(map(str, SWEEP_DEPTHS)), help="sweep prefetch depths")
     e.add_argument("--rrf-ks", default=",".join(map(str, SWEEP_RRF_KS)), help="sweep RRF k values")
     add_common_args(e)
+    s = sub.add_parser("serve", help="run the HTTP retrieval service (FastAPI + uvicorn)")
+    s.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default from config: 8000)")
+    add_common_args(s)
     return parser
 
 
@@ -123,6 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "eval":
             return run_eval_command(args)
+        if args.command == "serve":
+            from retriever.service import serve
+
+            serve(settings_from_args(args, {"service": {"host": args.host, "port": args.port}}))
+            return EXIT_OK
         from retriever.api import Retriever
 
         thresholds = {

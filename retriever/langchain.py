@@ -1,0 +1,67 @@
+"""A LangChain ``BaseRetriever`` over ``Retriever`` (and ``AsyncRetriever`` for ``ainvoke``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from retriever.aio import AsyncRetriever
+from retriever.api import Retriever, SearchHit
+
+# Keys of ``Document.metadata`` that come from the hit; the chunk's user metadata cannot overwrite them.
+HIT_KEYS = ("id", "score", "doc_id", "source", "pages", "page", "chunk_index", "start", "end")
+
+
+def to_document(hit: SearchHit) -> Document:
+    """A hit as a LangChain document: the chunk text, with its place and score as metadata."""
+    metadata: dict[str, Any] = dict(hit.metadata)
+    metadata.update(
+        id=hit.id,
+        score=hit.score,
+        doc_id=hit.doc_id,
+        source=hit.source,
+        pages=list(hit.pages),
+        page=hit.page,
+        chunk_index=hit.chunk_index,
+        start=hit.start,
+        end=hit.end,
+    )
+    return Document(id=hit.id, page_content=hit.text, metadata=metadata)
+
+
+class M3Retriever(BaseRetriever):
+    """``retriever.invoke("query")`` -> ``list[Document]``; ``ainvoke`` uses the async API when given one.
+
+    With ``async_retriever`` (made from the same ``retriever``), sync and async calls may run at once
+    from any threads; without it, use one thread, as with ``Retriever`` itself.
+
+    >>> lc = M3Retriever(retriever=Retriever(settings), k=5, mode="hybrid_colbert")
+    >>> docs = lc.invoke("late delivery penalty")
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    retriever: Retriever
+    async_retriever: AsyncRetriever | None = None  # without it, ainvoke runs the sync search in a thread
+    k: int | None = None  # hits per query (default from config)
+    mode: str | None = None
+    filter: Any = None
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        if self.async_retriever is not None:  # its locks make sync and async calls safe together
+            hits = self.async_retriever.search_blocking(query, limit=self.k, mode=self.mode, filter=self.filter)
+        else:
+            hits = self.retriever.search(query, limit=self.k, mode=self.mode, filter=self.filter)
+        return [to_document(h) for h in hits]
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        if self.async_retriever is None:
+            return await super()._aget_relevant_documents(query, run_manager=run_manager)
+        hits = await self.async_retriever.search(query, limit=self.k, mode=self.mode, filter=self.filter)
+        return [to_document(h) for h in hits]

@@ -1,0 +1,64 @@
+"""Run the real service with uvicorn on a loopback port, in a thread of the test process."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from indexer.config import Settings
+from indexer.encoder import BGEM3Encoder
+from indexer.pipeline import ingest
+from indexer.schema import CollectionSpec
+from indexer.store import open_store
+from retriever.api import Retriever
+from retriever.service import create_app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """``with LiveServer(app) as url:`` serves ``app`` on 127.0.0.1 (a socket bound to a free port)."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        for _ in range(400):  # up to 20 s
+            if self.server.started or not self.thread.is_alive():
+                break
+            time.sleep(0.05)
+        if not self.server.started:
+            raise RuntimeError("the service did not start")
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.sock.close()
+
+
+def open_retriever(settings: Settings, encoder: BGEM3Encoder, paths: list[Any] | None = None) -> Retriever:
+    """A retriever on a fresh collection (``paths`` ingested first), as ``retriever serve`` opens one."""
+    store = open_store(settings.qdrant, settings.collection.name)
+    if paths:
+        ingest(paths, settings, encoder, store, progress=False)
+    else:
+        store.ensure_collection(CollectionSpec.for_model(settings.collection, encoder.dense_dim, encoder.colbert_dim))
+    return Retriever(settings, encoder=encoder, store=store)
+
+
+def serve(settings: Settings, encoder: BGEM3Encoder, paths: list[Any] | None = None, **kwargs: Any) -> LiveServer:
+    return LiveServer(create_app(open_retriever(settings, encoder, paths), **kwargs))
