@@ -51,6 +51,7 @@ class SerializedEncoder:
         self.colbert_dim = encoder.colbert_dim
         self.max_length = encoder.max_length
         self.name = encoder.name
+        self.fingerprint = encoder.fingerprint
 
     def encode_passages(self, texts: Sequence[str]) -> list[Embedding]:
         with self.lock:

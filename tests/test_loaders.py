@@ -114,3 +114,14 @@ def test_document_identity_is_relative_path_and_hash(tmp_path: Path) -> None:
 
 def test_build_document_of_no_pages_has_one_empty_page() -> None:
     assert build_document("d", "d", b"", []).pages[0].number == 1
+
+
+@pytest.mark.parametrize("encoding", ["cp1251", "koi8_r"])
+@pytest.mark.parametrize("text", ["плохо", "Привет, мир", "Срок поставки: 30 дней.\nНеустойка 0,1 %."])
+def test_short_russian_texts_in_legacy_encodings(text: str, encoding: str) -> None:
+    assert decode_text(text.encode(encoding), "ru.txt") == (text, encoding)
+
+
+def test_western_text_is_not_taken_for_russian() -> None:
+    text, encoding = decode_text("Grüße aus München, schöne Straße, Prix: 10 €".encode("cp1252"), "de.txt")
+    assert encoding not in ("cp1251", "koi8_r") and "München" in text

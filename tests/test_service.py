@@ -151,7 +151,7 @@ def test_bad_batch_requests(client: httpx.Client) -> None:
             f"the file is over the limit of {MAX_UPLOAD} bytes",
         ),
         ({"file": ("huge.txt", b"a " * (2 * MAX_UPLOAD))}, {}, 413, "bytes is over the limit"),
-        ({"file": ("cp1251.txt", "плохо".encode("cp1251"))}, {}, 422, "not valid UTF-8"),
+        ({"file": ("binary.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00")}, {}, 422, "binary file"),
         ({"file": ("empty.md", b"  \n")}, {}, 422, "empty"),
         ({"file": ("broken.pdf", b"%PDF-1.4 nonsense")}, {}, 422, "cannot read PDF"),
         ({"file": ("a.txt", b"text")}, {"metadata": "{oops"}, 422, "metadata is not valid JSON"),
@@ -177,7 +177,7 @@ def test_upload_then_search_finds_it_delete_then_it_is_gone(
 ) -> None:
     s = make_settings(tiny_model_dir, tmp_path / "store" if engine == "edge" else ":memory:", engine)
     with serve(s, encoder, [SAMPLES / "ru"]) as url, httpx.Client(base_url=url, timeout=60) as c:
-        before = c.get("/collections/test_docs").json()["points"]
+        before = c.get("/collections/test_docs").json()["chunks"]
         r = c.post(
             "/documents",
             files={"file": ("finance.md", UNIQUE.encode())},
@@ -186,7 +186,7 @@ def test_upload_then_search_finds_it_delete_then_it_is_gone(
         assert r.status_code == 201, r.text
         up = r.json()
         assert up["doc_id"] == "team/finance.md" and up["source"] == "finance.md" and up["chunks"] == 1
-        assert c.get("/collections/test_docs").json()["points"] == before + 1
+        assert c.get("/collections/test_docs").json()["chunks"] == before + 1
 
         for mode in ("dense", "hybrid", "hybrid_colbert"):
             [top] = c.post("/search", json={"query": UNIQUE, "limit": 1, "mode": mode}).json()["hits"]
@@ -202,11 +202,11 @@ def test_upload_then_search_finds_it_delete_then_it_is_gone(
             files={"file": ("finance.md", (UNIQUE + " Revised.").encode())},
             data={"doc_id": "team/finance.md"},
         )
-        assert r.status_code == 201 and c.get("/collections/test_docs").json()["points"] == before + 1
+        assert r.status_code == 201 and c.get("/collections/test_docs").json()["chunks"] == before + 1
 
         r = c.delete("/documents/team/finance.md")
         assert r.status_code == 200 and r.json() == {"doc_id": "team/finance.md", "deleted": 1}
-        assert c.get("/collections/test_docs").json()["points"] == before
+        assert c.get("/collections/test_docs").json()["chunks"] == before
         hits = c.post("/search", json={"query": UNIQUE, "limit": 5, "mode": "dense"}).json()["hits"]
         assert hits and "team/finance.md" not in {h["doc_id"] for h in hits}
         assert c.post("/search", json={"query": UNIQUE, "filter": {"doc_id": "team/finance.md"}}).json()["hits"] == []
@@ -245,7 +245,7 @@ def test_api_key_protects_every_route_but_health(tiny_model_dir: Path, encoder: 
         assert c.post("/search", json={"query": "x"}, headers=ok).json() == {"mode": "hybrid", "hits": []}
         assert c.post("/documents", files={"file": ("a.txt", b"some text")}, headers=ok).status_code == 201
         assert c.delete("/documents/a.txt", headers=ok).json()["deleted"] == 1
-        assert c.get("/collections/test_docs", headers=ok).json()["points"] == 0
+        assert c.get("/collections/test_docs", headers=ok).json()["chunks"] == 0
         assert c.get("/openapi.json", headers=ok).status_code == 200
 
 
@@ -320,7 +320,8 @@ def test_cli_serve_owns_the_embedded_store(tiny_model_dir: Path, tmp_path: Path)
             timeout=120,
         )
         assert cli.returncode == 3
-        assert "already open in another process" in cli.stderr and "service" in cli.stderr
+        assert "already open in another process" in cli.stderr
+        assert f"held by pid {server.pid}" in cli.stderr and " serve " in cli.stderr  # names the service
         assert "Traceback" not in cli.stderr
     finally:
         server.terminate()
