@@ -26,6 +26,7 @@ EXAMPLE_QUERIES = [
     ("Which equipment does the company provide to remote employees?", "dense"),
     ("reciprocal rank fusion of dense and sparse results", "colbert"),
     ("права субъекта персональных данных", "hybrid_dbsf"),
+    ("What are the main risks for 2026?", "m3"),
 ]
 
 
@@ -45,7 +46,7 @@ def run_demo(args: argparse.Namespace) -> int:
     samples = args.samples or Path(os.path.relpath(REPO_ROOT / "samples"))
     overrides: dict[str, dict[str, Any]] = {
         "qdrant": {"engine": "edge"},
-        "ingest": {"exclude": ["README.md"]},
+        "ingest": {"exclude": ["README.md", "*.py"]},
     }
     if not args.qdrant_url and not args.qdrant_path:
         overrides["qdrant"]["path"] = DEMO_STORE
