@@ -3,6 +3,7 @@ and stores on both in-process engines (Qdrant Edge and qdrant-client local mode)
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,27 @@ def make_settings(model_dir: Path, store_path: Path | str, engine: str = "edge",
         collection={"name": "test_docs", "colbert_datatype": "float32"},
     )
     return base.replace(**sections) if sections else base
+
+
+@contextlib.contextmanager
+def retrievers_on_every_engine(
+    model_dir: Path, encoder: BGEM3Encoder, root: Path, paths: list[Path], **sections: dict
+) -> Iterator[dict]:
+    """``paths`` indexed into each in-process engine, with a Retriever open on each: {engine: retriever}."""
+    from indexer.pipeline import ingest
+    from retriever import Retriever
+
+    out = {}
+    try:
+        for engine in ENGINES:
+            s = make_settings(model_dir, root / engine if engine == "edge" else ":memory:", engine, **sections)
+            store = open_store(s.qdrant, s.collection.name)
+            ingest(paths, s, encoder, store, progress=False)
+            out[engine] = Retriever(s, encoder=encoder, store=store)
+        yield out
+    finally:
+        for r in out.values():
+            r.close()
 
 
 @pytest.fixture(scope="session")

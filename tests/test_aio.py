@@ -16,7 +16,7 @@ from indexer.errors import QueryError, TransientStoreError
 from indexer.pipeline import ingest
 from indexer.store import open_store
 from retriever import AsyncRetriever, Retriever, SearchMode
-from tests.conftest import ENGINES, SAMPLES, make_settings
+from tests.conftest import ENGINES, SAMPLES, make_settings, retrievers_on_every_engine
 
 QUERIES = ["How much did revenue grow?", "неустойка за просрочку поставки", "reciprocal rank fusion", "home office"]
 
@@ -24,15 +24,8 @@ QUERIES = ["How much did revenue grow?", "неустойка за просроч
 @pytest.fixture(scope="module")
 def retrievers(tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("aio")
-    out = {}
-    for engine in ENGINES:
-        s = make_settings(tiny_model_dir, root / engine if engine == "edge" else ":memory:", engine)
-        store = open_store(s.qdrant, s.collection.name)
-        ingest([SAMPLES / "en", SAMPLES / "ru"], s, encoder, store, progress=False)
-        out[engine] = Retriever(s, encoder=encoder, store=store)
-    yield out
-    for r in out.values():
-        r.close()
+    with retrievers_on_every_engine(tiny_model_dir, encoder, root, [SAMPLES / "en", SAMPLES / "ru"]) as out:
+        yield out
 
 
 def assert_same(got: list, want: list) -> None:

@@ -13,7 +13,7 @@ from indexer.errors import QueryError, SchemaMismatchError
 from indexer.pipeline import ingest
 from indexer.store import open_store
 from retriever import Retriever, SearchMode
-from tests.conftest import ENGINES, SAMPLES, make_settings
+from tests.conftest import ENGINES, SAMPLES, make_settings, retrievers_on_every_engine
 
 MODES = [m.value for m in SearchMode]
 QUERIES = [
@@ -28,15 +28,8 @@ QUERIES = [
 def indexed(tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """The samples indexed once into each engine, with a retriever open on each."""
     root = tmp_path_factory.mktemp("retrieval")
-    retrievers = {}
-    for engine in ENGINES:
-        s = make_settings(tiny_model_dir, root / engine if engine == "edge" else ":memory:", engine)
-        store = open_store(s.qdrant, s.collection.name)
-        ingest([SAMPLES], s, encoder, store, progress=False)
-        retrievers[engine] = Retriever(s, encoder=encoder, store=store)
-    yield retrievers
-    for r in retrievers.values():
-        r.close()
+    with retrievers_on_every_engine(tiny_model_dir, encoder, root, [SAMPLES]) as retrievers:
+        yield retrievers
 
 
 def all_chunks(r: Retriever) -> list:

@@ -15,10 +15,8 @@ import pytest
 from indexer.config import Settings
 from indexer.encoder import BGEM3Encoder
 from indexer.errors import ConfigError, QueryError
-from indexer.pipeline import ingest
-from indexer.store import open_store
 from retriever import Retriever
-from tests.conftest import ENGINES, SAMPLES, make_settings
+from tests.conftest import ENGINES, SAMPLES, retrievers_on_every_engine
 
 QUERIES = [
     "How much did revenue grow?",
@@ -43,21 +41,9 @@ FP16_COLBERT = 2**-11 + 1e-5
 @pytest.fixture(scope="module")
 def indexed(tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("scores")
-    retrievers = {}
-    for engine in ENGINES:
-        s = make_settings(
-            tiny_model_dir,
-            root / engine if engine == "edge" else ":memory:",
-            engine,
-            collection={"colbert_datatype": "float16"},
-            retrieval={"prefetch_limit": ALL},
-        )
-        store = open_store(s.qdrant, s.collection.name)
-        ingest([SAMPLES], s, encoder, store, progress=False)
-        retrievers[engine] = Retriever(s, encoder=encoder, store=store)
-    yield retrievers
-    for r in retrievers.values():
-        r.close()
+    sections = {"collection": {"colbert_datatype": "float16"}, "retrieval": {"prefetch_limit": ALL}}
+    with retrievers_on_every_engine(tiny_model_dir, encoder, root, [SAMPLES], **sections) as retrievers:
+        yield retrievers
 
 
 def reference(encoder: BGEM3Encoder, texts: list[str], max_length: int) -> dict:
