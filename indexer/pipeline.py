@@ -183,6 +183,7 @@ class _Run:
     ) -> None:
         self.settings, self.encoder, self.store, self.report = settings, encoder, store, report
         self.metadata = metadata
+        self.optimize = True  # uploads of a few documents skip Edge's (whole-shard) optimize
         self.spec = CollectionSpec.for_model(settings.collection, encoder.dense_dim, encoder.colbert_dim)
         self.chunker = Chunker(encoder.tokenizer, settings.chunking.chunk_size, settings.chunking.chunk_overlap)
         self.writer = Writer(
@@ -364,7 +365,7 @@ class _Run:
     def close(self) -> None:
         self.encode_group()
         crash_point("end")
-        self.writer.close()
+        self.writer.close(optimize=self.optimize)
         self.chunks_bar.close()
 
 
@@ -461,7 +462,9 @@ def ingest_documents(
     """Index documents already in memory (uploads): same chunking, ids, versions and report as files."""
     report = IngestReport(collection=store.collection)
     items = [_Item(source=doc.doc_id, root="", document=doc) for doc in documents]
-    return _execute(_Run(settings, encoder, store, report, progress), items, {}, False, False)
+    run = _Run(settings, encoder, store, report, progress)
+    run.optimize = False
+    return _execute(run, items, {}, False, False)
 
 
 def _execute(

@@ -108,9 +108,9 @@ class SerializedStore:
         with self.lock:
             self.inner.check_available()
 
-    def finish(self) -> None:
+    def finish(self, optimize: bool = True) -> None:
         with self.lock:
-            self.inner.finish()
+            self.inner.finish(optimize)
 
     def close(self) -> None:
         with self.lock:

@@ -214,8 +214,10 @@ def _condition(key: str, value: Any) -> models.FieldCondition:
                 raise QueryError(f"filter on {key!r}: range bounds must be numbers, got {bound!r}")
         return models.FieldCondition(key=key, range=models.Range(**value))
     if isinstance(value, list):
-        if not value or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
-            raise QueryError(f"filter on {key!r}: a list must hold strings or integers")
+        all_str = all(isinstance(v, str) for v in value)
+        all_int = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        if not value or not (all_str or all_int):
+            raise QueryError(f"filter on {key!r}: a list must hold only strings or only integers")
         return models.FieldCondition(key=key, match=models.MatchAny(any=value))
     if isinstance(value, (str, int, bool)):
         return models.FieldCondition(key=key, match=models.MatchValue(value=value))

@@ -42,8 +42,8 @@ class Store(Protocol):
     def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
         """Every matching point's payload (no vectors), page by page."""
 
-    def finish(self) -> None:
-        """Make every write durable and searchable (waits, flushes, optimizes)."""
+    def finish(self, optimize: bool = True) -> None:
+        """Make every write durable and searchable (waits, flushes; optimizes unless told not to)."""
 
     def close(self) -> None: ...
 

@@ -298,7 +298,10 @@ class EdgeStore:
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
         import qdrant_edge as qe
 
-        batch = qe.QueryBatchRequest([edge_request(r) for r in requests])
+        try:
+            batch = qe.QueryBatchRequest([edge_request(r) for r in requests])
+        except (ValueError, TypeError) as e:  # what the engine's own classes refuse (a malformed id or path)
+            raise QueryError(f"the embedded engine cannot run this request: {e}") from e
         results = self._run("query", self._shard().query_batch, batch)
         return [[Hit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in r] for r in results]
 
@@ -323,10 +326,11 @@ class EdgeStore:
             if offset is None:
                 return
 
-    def finish(self) -> None:
+    def finish(self, optimize: bool = True) -> None:
         shard = self._shard()
         self._run("flush", shard.flush)
-        self._run("optimize", shard.optimize)  # Edge has no background optimizer
+        if optimize:  # Edge has no background optimizer; a small upload can leave it for the next ingest
+            self._run("optimize", shard.optimize)
 
     def close(self) -> None:
         if self.shard is not None:

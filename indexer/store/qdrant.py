@@ -172,7 +172,7 @@ class QdrantStore:
             if offset is None:
                 return
 
-    def finish(self) -> None:
+    def finish(self, optimize: bool = True) -> None:
         """Server writes were acknowledged with ``wait=True`` on the last batch; nothing more to do."""
 
     def close(self) -> None:
