@@ -110,7 +110,7 @@ def resolve_device(device: str) -> str:
 
 def _model_error(name: str, reason: str) -> ModelLoadError:
     return ModelLoadError(
-        f"cannot load model {name!r}: {reason}. If this machine has no access to the Hugging Face Hub, "
+        f"cannot load model {name!r}: {reason.rstrip('.')}. If this machine has no access to the Hugging Face Hub, "
         f"download the model elsewhere (huggingface-cli download BAAI/bge-m3 --local-dir ./models/bge-m3), "
         f"copy the folder here and pass it with --model ./models/bge-m3 or INDEXER_MODEL=./models/bge-m3"
     )
