@@ -295,13 +295,18 @@ def check_source(source: SourceFile, max_bytes: int | None = None) -> os.stat_re
     return st
 
 
-def read_source(source: SourceFile, max_bytes: int | None = None) -> bytes:
-    """A file's bytes, or a LoaderError that says why not (links, size, permissions, special files)."""
-    check_source(source, max_bytes)
+def read_checked(source: SourceFile) -> bytes:
+    """The bytes of a file ``check_source`` accepted (reading can still fail: permissions)."""
     try:
         return source.path.read_bytes()
     except OSError as e:
         raise LoaderError(f"{source.rel_path}: cannot read ({e.strerror or e})") from e
+
+
+def read_source(source: SourceFile, max_bytes: int | None = None) -> bytes:
+    """A file's bytes, or a LoaderError that says why not (links, size, permissions, special files)."""
+    check_source(source, max_bytes)
+    return read_checked(source)
 
 
 def load_file(

@@ -24,7 +24,7 @@ from indexer.config import Settings
 from indexer.encoder import BATCHES_PER_CALL, Encoder
 from indexer.errors import EncodingError, IndexerError, LoaderError, StoreError
 from indexer.faults import crash_point
-from indexer.loaders import check_source, discover, is_supported, load_file, read_source, sha256_bytes
+from indexer.loaders import check_source, discover, is_supported, load_file, read_checked, sha256_bytes
 from indexer.models import Chunk, Document, EncodedChunk, SourceFile
 from indexer.points import to_point
 from indexer.records import (
@@ -165,7 +165,6 @@ class _Doc:
 
     result: FileResult
     record: DocumentRecord  # its record as the store has it now (state "writing")
-    previous_hash: str | None
     remaining: int  # chunks not yet handed to the writer
     file_stat: tuple[int | None, int | None] = (None, None)  # (size, mtime) of the file this version was read from
     failed: bool = False
@@ -195,7 +194,6 @@ class _Run:
         self.group: list[tuple[_Doc, Chunk]] = []
         self.group_size = settings.model.batch_size * BATCHES_PER_CALL
         self.known: dict[str, DocumentRecord] = {}
-        self._file_stat: dict[str, tuple[int, int]] = {}  # doc id -> (size, mtime) of the file read this run
         self.progress = progress
         self.chunks_bar = tqdm(unit="chunk", desc="chunks", disable=not progress)
         self.tokens = 0
@@ -227,7 +225,7 @@ class _Run:
         result = FileResult(source=item.source)
         self.report.files.append(result)
         try:
-            doc = self._load_if_changed(item, result)
+            doc, file_stat = self._load_if_changed(item, result)
             if doc is None:
                 return result
             chunks = list(self.chunker.split(doc))
@@ -253,8 +251,7 @@ class _Run:
             file_mtime_ns=previous.file_mtime_ns if previous else None,
         )
         self.writer.add(record.point())  # written before any chunk of the new version
-        file_stat = self._file_stat.get(doc.doc_id, (None, None)) if item.file else (None, None)
-        state = _Doc(result, record, record.content_hash, remaining=len(chunks), file_stat=file_stat)
+        state = _Doc(result, record, remaining=len(chunks), file_stat=file_stat)
         for chunk in chunks:
             if state.failed:
                 break
@@ -263,44 +260,42 @@ class _Run:
                 self.encode_group()
         return result
 
-    def _load_if_changed(self, item: _Item, result: FileResult) -> Document | None:
-        """The document, or None (status "unchanged" or "skipped") when there is nothing to write.
+    def _load_if_changed(
+        self, item: _Item, result: FileResult
+    ) -> tuple[Document | None, tuple[int | None, int | None]]:
+        """The document and the (size, mtime) of its file, or None (status "unchanged" or "skipped").
 
         A file whose size and modification time match its record is not read at all; otherwise its
         bytes are hashed, and only a changed hash leads to parsing.
         """
         if item.document is not None:
             doc = item.document
-        else:
-            assert item.file is not None
-            if not is_supported(item.file.rel_path):
-                result.status = "skipped"
-                result.error = f"unsupported file type {Path(item.file.rel_path).suffix or '(none)'!r}"
-                return None
-            st = check_source(item.file, self.settings.ingest.max_file_bytes)
-            known = self.known.get(item.file.rel_path)
-            result.doc_id = item.file.rel_path
-            if (
-                known
-                and known.state == COMPLETE
-                and (known.file_size, known.file_mtime_ns) == (st.st_size, st.st_mtime_ns)
-            ):
-                result.status, result.content_hash = "unchanged", known.content_hash
-                return None
-            data = read_source(item.file, self.settings.ingest.max_file_bytes)
-            result.content_hash = sha256_bytes(data)
-            self._file_stat[item.file.rel_path] = (len(data), st.st_mtime_ns)
-            if self._unchanged(result.doc_id, result.content_hash):
+            result.doc_id, result.content_hash = doc.doc_id, doc.content_hash
+            if self._unchanged(doc.doc_id, doc.content_hash):
                 result.status = "unchanged"
-                assert known is not None
-                self.writer.add(replace(known, file_size=len(data), file_mtime_ns=st.st_mtime_ns).point())
-                return None
-            doc = load_file(item.file, self.metadata, pdf_password=self.settings.ingest.pdf_password, data=data)
-        result.doc_id, result.content_hash = doc.doc_id, doc.content_hash
-        if self._unchanged(doc.doc_id, doc.content_hash):
+                return None, (None, None)
+            return doc, (None, None)
+        assert item.file is not None
+        if not is_supported(item.file.rel_path):
+            result.status = "skipped"
+            result.error = f"unsupported file type {Path(item.file.rel_path).suffix or '(none)'!r}"
+            return None, (None, None)
+        st = check_source(item.file, self.settings.ingest.max_file_bytes)
+        known = self.known.get(item.file.rel_path)
+        result.doc_id = item.file.rel_path
+        if known and known.state == COMPLETE and (known.file_size, known.file_mtime_ns) == (st.st_size, st.st_mtime_ns):
+            result.status, result.content_hash = "unchanged", known.content_hash
+            return None, (None, None)
+        data = read_checked(item.file)
+        result.content_hash = sha256_bytes(data)
+        file_stat = (len(data), st.st_mtime_ns)
+        if self._unchanged(result.doc_id, result.content_hash):
             result.status = "unchanged"
-            return None
-        return doc
+            assert known is not None
+            self.writer.add(replace(known, file_size=file_stat[0], file_mtime_ns=file_stat[1]).point())
+            return None, (None, None)
+        doc = load_file(item.file, self.metadata, pdf_password=self.settings.ingest.pdf_password, data=data)
+        return doc, file_stat
 
     def _unchanged(self, doc_id: str, content_hash: str) -> bool:
         known = self.known.get(doc_id)
