@@ -6,11 +6,12 @@ This is the only module that reads the environment.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from indexer.errors import ConfigError
 
@@ -35,13 +36,30 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda|cuda:\d+|cuda:all")
+
+
 class ModelSettings(_Section):
     name: str = "BAAI/bge-m3"  # a Hugging Face id or a local directory
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    fp16: bool = True  # applied on a GPU only; on CPU FlagEmbedding always runs float32
-    batch_size: int = Field(16, ge=1, le=4096)
+    # auto | cpu | cuda | cuda:N | cuda:all | mps, or a list (one model replica per device, fed from one queue)
+    device: str | tuple[str, ...] = "auto"
+    fp16: bool = True  # half precision on a GPU (float16); the CPU always runs float32
+    bf16: bool = False  # bfloat16 instead of float16 on a GPU
+    max_batch_tokens: int = Field(16384, ge=16, le=1 << 24)  # padded tokens per forward pass
+    batch_size: int = Field(16, ge=1, le=4096)  # chunks per encoder call: x8 (the pipeline's group)
     pooling: Literal["auto", "cls", "mean"] = "auto"  # auto: read the model's own pooling config
     query_max_length: int = Field(512, ge=8, le=MAX_MODEL_TOKENS)
+
+    @field_validator("device")
+    @classmethod
+    def _known_devices(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        names = [value] if isinstance(value, str) else list(value)
+        bad = [n for n in names if not DEVICE_NAMES.fullmatch(n)]
+        if bad or not names:
+            raise ValueError(f"unknown device {bad or names}: use auto, cpu, cuda, cuda:N, cuda:all, mps or a list")
+        if not isinstance(value, str) and "auto" in names:
+            raise ValueError("'auto' cannot be part of a device list")
+        return value
 
 
 class ChunkingSettings(_Section):
