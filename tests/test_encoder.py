@@ -9,9 +9,11 @@ from indexer.encoder import (
     BGEM3Encoder,
     fit_multivector,
     max_multivector_rows,
+    plan_batches,
     sparse_from_lexical,
 )
 from indexer.errors import EncodingError, ModelLoadError
+from tests.conftest import sample_texts
 
 
 def test_sparse_conversion_from_flagembedding_output() -> None:
@@ -58,13 +60,48 @@ def test_encoder_outputs_follow_the_model(encoder: BGEM3Encoder) -> None:
     assert float(out[0].dense @ out[1].dense) < 0.99
 
 
-def test_encoder_matches_flagembedding_directly(encoder: BGEM3Encoder) -> None:
+@pytest.fixture(scope="module")
+def flag_model(tiny_model_dir: Path):
+    """FlagEmbedding's own BGEM3FlagModel on the same folder: the reference."""
+    from FlagEmbedding import BGEM3FlagModel
+
+    return BGEM3FlagModel(str(tiny_model_dir), use_fp16=False, devices=["cpu"], pooling_method="cls")
+
+
+def assert_same_as_flagembedding(ours: list, ref: dict) -> None:
+    assert len(ours) == len(ref["dense_vecs"])
+    for i, e in enumerate(ours):
+        np.testing.assert_allclose(e.dense, ref["dense_vecs"][i], rtol=1e-5, atol=2e-6)
+        expected = {int(k): float(v) for k, v in ref["lexical_weights"][i].items()}
+        assert e.sparse.indices == tuple(sorted(expected))
+        np.testing.assert_allclose(e.sparse.values, [expected[k] for k in e.sparse.indices], rtol=1e-5, atol=2e-6)
+        assert e.colbert.shape == ref["colbert_vecs"][i].shape
+        np.testing.assert_allclose(e.colbert, ref["colbert_vecs"][i], rtol=1e-5, atol=2e-6)
+
+
+def test_encoder_matches_flagembedding_directly(encoder: BGEM3Encoder, flag_model) -> None:
     text = "Поставщик уплачивает неустойку за каждый день просрочки."
-    ours = encoder.encode_passages([text])[0]
-    ref = encoder.model.encode([text], return_dense=True, return_sparse=True, return_colbert_vecs=True)
-    np.testing.assert_allclose(ours.dense, ref["dense_vecs"][0], rtol=1e-5, atol=1e-6)
-    assert ours.sparse.as_dict() == {int(k): float(v) for k, v in ref["lexical_weights"][0].items()}
-    np.testing.assert_allclose(ours.colbert, ref["colbert_vecs"][0], rtol=1e-5, atol=1e-6)
+    ref = flag_model.encode([text], return_dense=True, return_sparse=True, return_colbert_vecs=True)
+    assert_same_as_flagembedding(encoder.encode_passages([text]), ref)
+
+
+def test_many_mixed_length_batches_match_flagembedding(tiny_model_dir: Path, flag_model) -> None:
+    """Inputs of 3 to 1200 tokens, in an order unlike their lengths, over many small token-budget batches."""
+    words = " ".join(sample_texts()).split()
+    texts = [" ".join(words[i * 37 : i * 37 + n]) for i, n in enumerate([700, 3, 40, 1, 250, 12, 90, 500, 7, 160] * 3)]
+    enc = BGEM3Encoder(ModelSettings(name=str(tiny_model_dir), device="cpu", max_batch_tokens=1500), max_length=2048)
+    lengths = [len(x) for x in enc.tokenize(texts)]
+    assert min(lengths) < 8 and max(lengths) > 1024
+    plan = plan_batches(lengths, 1500)
+    assert len(plan) > 5 and any(len(b) > 2 for b in plan)
+    ours = enc.encode_passages(texts)
+    ref = flag_model.encode(
+        texts, batch_size=4, max_length=2048, return_dense=True, return_sparse=True, return_colbert_vecs=True
+    )
+    assert_same_as_flagembedding(ours, ref)
+    short = [texts[i] for i in (1, 2, 3, 5, 8)]
+    ref = flag_model.encode(short, max_length=512, return_dense=True, return_sparse=True, return_colbert_vecs=True)
+    assert_same_as_flagembedding(enc.encode_queries(short), ref)
 
 
 def test_too_long_passage_is_refused_not_truncated(encoder: BGEM3Encoder) -> None:

@@ -46,10 +46,23 @@ def indexed(tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path_factory: pytes
         yield retrievers
 
 
-def reference(encoder: BGEM3Encoder, texts: list[str], max_length: int) -> dict:
-    return encoder.model.encode(
-        texts, max_length=max_length, return_dense=True, return_sparse=True, return_colbert_vecs=True
+@pytest.fixture(scope="module")
+def flag_model(tiny_model_dir: Path, encoder: BGEM3Encoder):
+    """FlagEmbedding's own model on the same folder: the reference for vectors and scores."""
+    from FlagEmbedding import BGEM3FlagModel
+
+    return BGEM3FlagModel(
+        str(tiny_model_dir),
+        use_fp16=False,
+        devices=["cpu"],
+        pooling_method="cls",
+        passage_max_length=encoder.max_length,
+        query_max_length=encoder.settings.query_max_length,
     )
+
+
+def reference(model, texts: list[str], max_length: int) -> dict:
+    return model.encode(texts, max_length=max_length, return_dense=True, return_sparse=True, return_colbert_vecs=True)
 
 
 def with_settings(r: Retriever, **retrieval: object) -> Retriever:
@@ -57,16 +70,16 @@ def with_settings(r: Retriever, **retrieval: object) -> Retriever:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_scores_equal_flagembedding_scoring(indexed: dict, encoder: BGEM3Encoder, engine: str) -> None:
+def test_scores_equal_flagembedding_scoring(indexed: dict, encoder: BGEM3Encoder, flag_model, engine: str) -> None:
     r = indexed[engine]
-    model = encoder.model
-    q = reference(encoder, QUERIES, encoder.settings.query_max_length)
+    model = flag_model
+    q = reference(model, QUERIES, encoder.settings.query_max_length)
     colbert_tol = FP16_COLBERT if engine == "edge" else FP32["abs"]
     pairs = {"dense": 0, "sparse": 0, "colbert": 0}
     for i, query in enumerate(QUERIES):
         hits = {mode: r.search(query, limit=ALL, mode=mode) for mode in pairs}
         texts = sorted({h.text for hs in hits.values() for h in hs})
-        p = reference(encoder, texts, encoder.max_length)
+        p = reference(model, texts, encoder.max_length)
         at = {t: j for j, t in enumerate(texts)}
         for h in hits["dense"]:
             expected = float(np.dot(q["dense_vecs"][i], p["dense_vecs"][at[h.text]]))
@@ -104,7 +117,7 @@ def assert_same_ranking(hits: list, reference_scores: dict[str, float], tol: flo
 @pytest.mark.parametrize("weights", [(0.4, 0.2, 0.4), (1.0, 0.3, 0.1)])
 @pytest.mark.parametrize("engine", ENGINES)
 def test_m3_ranks_candidates_as_flagembedding_compute_score(
-    indexed: dict, encoder: BGEM3Encoder, engine: str, weights: tuple[float, float, float]
+    indexed: dict, flag_model, engine: str, weights: tuple[float, float, float]
 ) -> None:
     colbert_tol = FP16_COLBERT if engine == "edge" else FP32["abs"]
     tol = weights[2] * colbert_tol + 1e-5
@@ -113,7 +126,7 @@ def test_m3_ranks_candidates_as_flagembedding_compute_score(
         for query in QUERIES[::2]:
             hits = r.search(query, limit=2 * depth if depth < ALL else ALL, mode="m3")
             assert len({h.id for h in hits}) == len(hits) > (4 if depth == 4 else 30)
-            scores = encoder.model.compute_score(
+            scores = flag_model.compute_score(
                 [(query, h.text) for h in hits], weights_for_different_modes=list(weights)
             )["colbert+sparse+dense"]
             # compute_score divides by the sum of the weights; the retriever does not (same ranking).

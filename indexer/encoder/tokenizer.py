@@ -18,7 +18,7 @@ UNUSED_SPECIAL_TOKENS = ("cls_token", "eos_token", "pad_token", "unk_token")
 
 
 def _special_tokens(model_dir: Path) -> dict[str, str]:
-    """``{"cls_token": "<s>", ...}`` as transformers resolves them: special_tokens_map.json over tokenizer_config.json."""
+    """``{"cls_token": "<s>", ...}`` as transformers reads them: special_tokens_map.json over tokenizer_config.json."""
     out: dict[str, str] = {}
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         f = model_dir / name
