@@ -189,6 +189,9 @@ def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        load = getattr(retriever.encoder, "load", None)
+        if load is not None:  # the encoder loads its weights on first use: ready means loaded
+            await asyncio.to_thread(load)
         app.state.ar = AsyncRetriever(retriever)
         app.state.write_lock = asyncio.Lock()  # one upload or delete at a time
         try:

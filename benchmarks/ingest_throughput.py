@@ -1,0 +1,393 @@
+"""Ingest throughput against the model's own speed, in one run, on a random-weight BGE-M3.
+
+Builds (once, cached under .cache/bench/) a model of BGE-M3's exact architecture with random weights:
+XLM-RoBERTa large (24 layers, hidden 1024, 16 heads, FFN 4096, 8194 positions, vocabulary 250002),
+ColBERT head 1024 -> 1024, sparse head 1024 -> 1. ``--layers N`` cuts the depth only (same width and
+vocabulary), which leaves less model time to hide the rest behind. The tokenizer is NOT XLM-R's
+SentencePiece (it cannot be downloaded here): it is a byte-level-free BPE trained on the English and
+Russian benchmark corpus with tests/tiny_model.py's recipe, so token counts per character differ.
+
+The corpus: documents of English and Russian sentences (samples/ and the tiny model's corpus), one
+chunk each (chunk_size 8192): most of 30-512 tokens, some of 512-1024, some of 2048-8192. Printed,
+each measured in its own process (peak RSS per phase):
+
+  (a) plain transformers forward over the same chunk texts, length-sorted token-budget batches;
+  (b) ``indexer.pipeline.ingest`` end to end into Qdrant Edge (weights loaded beforehand, timed apart);
+  (c) the naive loop: per document, FlagEmbedding ``encode()`` then upsert;
+  ratios b/a and b/c, and per-stage tokens/s per CPU core (loading, chunking, tokenizing, the
+  sparse/ColBERT heads and their conversion to records, building points and writing).
+
+    .venv/bin/python benchmarks/ingest_throughput.py --layers 4 [--docs 200] [--scale 10] [--skip-naive]
+
+``--scale N`` runs only (b), at 1x and Nx the corpus, and compares their peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+CHUNK_SIZE = 8192
+SHAPES = [(0.74, 30, 512), (0.22, 512, 1024), (0.04, 2048, 8000)]  # share of documents, token range
+
+
+# ---------------------------------------------------------------------------------------- set-up
+
+
+def build_model(target: Path, layers: int) -> Path:
+    """BGE-M3's architecture with random weights (seeded), and a BPE tokenizer trained on the corpus."""
+    if (target / "sparse_linear.pt").is_file():
+        return target
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    from tests.tiny_model import _train_tokenizer
+
+    tokenizer = _train_tokenizer(corpus_sentences(), 32000)
+    tokenizer.save_pretrained(str(target))
+    config = XLMRobertaConfig(
+        vocab_size=250002,
+        hidden_size=1024,
+        num_hidden_layers=layers,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        max_position_embeddings=8194,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        layer_norm_eps=1e-5,
+    )
+    torch.manual_seed(0)
+    XLMRobertaModel(config).save_pretrained(str(target), safe_serialization=True)
+    torch.save(torch.nn.Linear(1024, 1024).state_dict(), target / "colbert_linear.pt")
+    torch.save(torch.nn.Linear(1024, 1).state_dict(), target / "sparse_linear.pt")
+    return target
+
+
+def corpus_sentences() -> list[str]:
+    from tests.tiny_model import _CORPUS_EN, _CORPUS_RU
+
+    lines = [ln.strip() for ln in (_CORPUS_EN + _CORPUS_RU).splitlines() if ln.strip()]
+    for p in sorted((REPO / "samples").rglob("*")):
+        if p.suffix in (".txt", ".md"):
+            lines += [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if len(ln.strip()) > 20]
+    return lines
+
+
+def build_corpus(target: Path, model: Path, docs: int, scale: int = 1) -> None:
+    """``docs * scale`` text files whose token counts follow SHAPES (deterministic)."""
+    from indexer.encoder import M3Tokenizer
+
+    tok = M3Tokenizer(model)
+    sentences = corpus_sentences()
+    target.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    n = 0
+    for _ in range(scale):
+        for share, low, high in SHAPES:
+            for _ in range(max(1, round(docs * share))):
+                goal = rng.randint(low, high)
+                text: list[str] = []
+                tokens = 2
+                while True:
+                    s = rng.choice(sentences)
+                    cost = len(tok(s, add_special_tokens=False)["input_ids"]) + 1
+                    if tokens + cost > goal:
+                        break
+                    text.append(s)
+                    tokens += cost
+                (target / f"doc{n:05d}.txt").write_text("\n".join(text) + "\n", encoding="utf-8")
+                n += 1
+
+
+def settings_for(model: Path, store: Path, max_batch_tokens: int):  # -> Settings
+    from indexer.config import Settings
+
+    return Settings().replace(
+        model={"name": str(model), "device": "cpu", "max_batch_tokens": max_batch_tokens},
+        chunking={"chunk_size": CHUNK_SIZE, "chunk_overlap": 0},
+        qdrant={"engine": "edge", "path": str(store)},
+        collection={"name": "bench"},
+    )
+
+
+# ---------------------------------------------------------------------------------------- phases (own process)
+
+
+class PeakMemory:
+    """Highest RSS and anonymous RSS (the heap, without mapped files), sampled every 50 ms."""
+
+    def __init__(self) -> None:
+        self.rss = self.anon = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            fields = dict(ln.split(":", 1) for ln in Path("/proc/self/status").read_text().splitlines() if ":" in ln)
+            self.rss = max(self.rss, int(fields["VmRSS"].split()[0]) * 1024)
+            self.anon = max(self.anon, int(fields.get("RssAnon", "0 kB").split()[0]) * 1024)
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join()
+        return {"peak_rss": self.rss, "peak_anon": self.anon}
+
+
+def load_chunks(corpus: Path, model: Path) -> list[str]:
+    from indexer.chunking import Chunker
+    from indexer.encoder import M3Tokenizer
+    from indexer.loaders import discover, load_file
+
+    chunker = Chunker(M3Tokenizer(model), CHUNK_SIZE, 0)
+    return [c.text for f in discover([corpus], ("**/*",), ()) for c in chunker.split(load_file(f, None))]
+
+
+def phase_plain(args: argparse.Namespace) -> dict:
+    import torch
+
+    from indexer.encoder import M3Tokenizer, plan_batches
+    from indexer.encoder.forward import _import_backbone_class
+
+    texts = load_chunks(args.corpus, args.model)
+    ids = M3Tokenizer(args.model).encode_ids(texts)
+    model = _import_backbone_class().from_pretrained(str(args.model), dtype=torch.float32).eval()
+    mem = PeakMemory()
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for batch in plan_batches([len(x) for x in ids], args.max_batch_tokens):
+            width = len(ids[batch[0]])
+            input_ids = torch.full((len(batch), width), 1, dtype=torch.long)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+            model(input_ids=input_ids, attention_mask=(input_ids != 1).long())
+    seconds = time.perf_counter() - started
+    return {"tokens": sum(map(len, ids)), "chunks": len(ids), "seconds": seconds, **mem.stop()}
+
+
+def phase_ingest(args: argparse.Namespace) -> dict:
+    from indexer.encoder import BGEM3Encoder
+    from indexer.pipeline import ingest
+    from indexer.store import open_store
+
+    settings = settings_for(args.model, args.store, args.max_batch_tokens)
+    mem = PeakMemory()
+    started = time.perf_counter()
+    encoder = BGEM3Encoder(settings.model, CHUNK_SIZE)
+    encoder.load()
+    load_s = time.perf_counter() - started
+    store = open_store(settings.qdrant, settings.collection.name)
+    try:
+        report = ingest([args.corpus], settings, encoder, store, progress=False)
+    finally:
+        store.close()
+    assert not report.failed, report.failed[:3]
+    return {"tokens": report.tokens, "chunks": report.chunks, "seconds": report.seconds, "load_s": load_s, **mem.stop()}
+
+
+def phase_naive(args: argparse.Namespace) -> dict:
+    """What peers write: per document, chunk, ``BGEM3FlagModel.encode`` the chunks, upsert the points."""
+    from FlagEmbedding import BGEM3FlagModel
+
+    from indexer.chunking import Chunker
+    from indexer.encoder import M3Tokenizer, fit_multivector, sparse_from_lexical
+    from indexer.loaders import discover, load_file
+    from indexer.models import Embedding, EncodedChunk
+    from indexer.points import to_point
+    from indexer.schema import CollectionSpec
+    from indexer.store import open_store
+
+    settings = settings_for(args.model, args.store, args.max_batch_tokens)
+    model = BGEM3FlagModel(str(args.model), use_fp16=False, devices=["cpu"], batch_size=16)
+    chunker = Chunker(M3Tokenizer(args.model), CHUNK_SIZE, 0)
+    store = open_store(settings.qdrant, settings.collection.name)
+    store.ensure_collection(CollectionSpec.for_model(settings.collection, 1024, 1024))
+    mem = PeakMemory()
+    tokens = chunks = 0
+    started = time.perf_counter()
+    for f in discover([args.corpus], ("**/*",), ()):
+        doc_chunks = list(chunker.split(load_file(f, None)))
+        out = model.encode(
+            [c.text for c in doc_chunks],
+            batch_size=16,
+            max_length=CHUNK_SIZE,
+            return_dense=True,
+            return_sparse=True,
+            return_colbert_vecs=True,
+        )
+        points = []
+        for i, c in enumerate(doc_chunks):
+            sparse = sparse_from_lexical(out["lexical_weights"][i])
+            colbert = fit_multivector(out["colbert_vecs"][i])  # Qdrant's cap: needed by any loop
+            points.append(to_point(EncodedChunk(c, Embedding(out["dense_vecs"][i], sparse, colbert))))
+        store.upsert(points)
+        tokens += sum(c.token_count for c in doc_chunks)
+        chunks += len(doc_chunks)
+    seconds = time.perf_counter() - started
+    store.close()
+    return {"tokens": tokens, "chunks": chunks, "seconds": seconds, **mem.stop()}
+
+
+def phase_stages(args: argparse.Namespace) -> dict:
+    """CPU seconds per stage on one thread each (tokens per CPU second = tokens/s per core)."""
+    import torch
+
+    from indexer.chunking import Chunker
+    from indexer.encoder import BGEM3Encoder, fit_multivector
+    from indexer.loaders import discover, load_file
+    from indexer.models import EncodedChunk
+    from indexer.points import to_point
+    from indexer.schema import CollectionSpec
+    from indexer.store import open_store
+    from indexer.writer import Writer
+
+    torch.set_num_threads(1)
+    os.environ["RAYON_NUM_THREADS"] = "1"
+    settings = settings_for(args.model, args.store, args.max_batch_tokens)
+    encoder = BGEM3Encoder(settings.model, CHUNK_SIZE)
+    out: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        started = time.process_time()
+        result = fn()
+        out[name] = time.process_time() - started
+        return result
+
+    files = list(discover([args.corpus], ("**/*",), ()))
+    docs = timed("loading", lambda: [load_file(f, None) for f in files])
+    chunker = Chunker(encoder.tokenizer, CHUNK_SIZE, 0)
+    chunks = timed("chunking", lambda: [c for d in docs for c in chunker.split(d)])
+    ids = timed("tokenizing", lambda: encoder.tokenize([c.text for c in chunks]))
+    out["tokens"] = sum(map(len, ids))
+    # The heads and their conversion on a sample of the corpus (its forward pass is not timed).
+    encoder.load()
+    [replica] = encoder._replicas
+    sample = sorted(range(len(ids)), key=lambda i: len(ids[i]))[:: max(1, len(ids) // 40)]
+    out["sample_tokens"] = sum(len(ids[i]) for i in sample)
+    convert = write = 0.0
+    points = []
+    store = open_store(settings.qdrant, settings.collection.name)
+    store.ensure_collection(CollectionSpec.for_model(settings.collection, encoder.dense_dim, encoder.colbert_dim))
+    writer = Writer(store)
+    for i in sample:
+        x = torch.tensor([ids[i]])
+        with torch.inference_mode():
+            hidden = replica.backbone(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state
+            started = time.process_time()
+            packed = replica._heads(hidden, x, torch.ones_like(x, dtype=torch.bool), True).cpu().numpy()
+            [e] = replica._unpack(packed, [len(ids[i])], True)
+            e = type(e)(e.dense, e.sparse, fit_multivector(e.colbert))
+            convert += time.process_time() - started
+        started = time.process_time()
+        points.append(to_point(EncodedChunk(chunks[i], e)))
+        writer.add(points[-1])
+        write += time.process_time() - started
+    started = time.process_time()
+    writer.close()
+    write += time.process_time() - started
+    store.close()
+    out["heads and conversion"] = convert
+    out["points and writing"] = write
+    return out
+
+
+PHASES = {"plain": phase_plain, "ingest": phase_ingest, "naive": phase_naive, "stages": phase_stages}
+
+
+# ---------------------------------------------------------------------------------------- driver
+
+
+def run_phase(name: str, model: Path, corpus: Path, work: Path, max_batch_tokens: int) -> dict:
+    store = work / f"store-{name}-{corpus.name}"
+    cmd = [sys.executable, __file__, "--phase", name, "--model", str(model), "--corpus", str(corpus)]
+    cmd += ["--store", str(store), "--max-batch-tokens", str(max_batch_tokens)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if done.returncode:
+        raise SystemExit(f"phase {name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def rate(r: dict) -> float:
+    return r["tokens"] / r["seconds"]
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", type=int, default=24, help="transformer layers (BGE-M3: 24)")
+    ap.add_argument("--docs", type=int, default=200, help="documents (one chunk each)")
+    ap.add_argument("--max-batch-tokens", type=int, default=16384)
+    ap.add_argument(
+        "--scale", type=int, default=0, help="only (b): peak memory at 1x and at this many times the corpus"
+    )
+    ap.add_argument("--skip-naive", action="store_true", help="leave out (c), the slowest")
+    ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
+    ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--store", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.phase:
+        print(json.dumps(PHASES[args.phase](args)))
+        return
+
+    model = build_model(REPO / ".cache" / "bench" / f"m3-random-{args.layers}l", args.layers)
+    print(f"model: BGE-M3 architecture, random weights, {args.layers} layers; {os.cpu_count()} CPUs; torch CPU fp32")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        corpus = work / "corpus"
+        build_corpus(corpus, model, args.docs)
+        if args.scale:
+            big = work / f"corpus-x{args.scale}"
+            build_corpus(big, model, args.docs, args.scale)
+            one, many = (run_phase("ingest", model, c, work, args.max_batch_tokens) for c in (corpus, big))
+            for label, r in (("1x", one), (f"{args.scale}x", many)):
+                print(
+                    f"ingest {label:>4}: {r['chunks']:6d} chunks {r['tokens']:9d} tokens {rate(r):8.1f} tok/s  "
+                    f"peak RSS {mib(r['peak_rss'])} (heap {mib(r['peak_anon'])})"
+                )
+            print(
+                f"peak RSS {args.scale}x / 1x: {many['peak_rss'] / one['peak_rss']:.2f}; "
+                f"heap {many['peak_anon'] / one['peak_anon']:.2f}"
+            )
+            return
+        stages = run_phase("stages", model, corpus, work, args.max_batch_tokens)
+        plain = run_phase("plain", model, corpus, work, args.max_batch_tokens)
+        ingest = run_phase("ingest", model, corpus, work, args.max_batch_tokens)
+        naive = None if args.skip_naive else run_phase("naive", model, corpus, work, args.max_batch_tokens)
+    print(
+        f"corpus: {plain['chunks']} chunks, {plain['tokens']} tokens (30-8000 per chunk), "
+        f"batches of at most {args.max_batch_tokens} padded tokens"
+    )
+    rows = [("(a) plain transformers forward", plain), ("(b) indexer ingest, end to end", ingest)]
+    rows += [("(c) naive per-document encode()+upsert", naive)] if naive else []
+    for label, r in rows:
+        print(f"{label:<40} {rate(r):9.1f} tok/s  {r['seconds']:7.1f} s  peak RSS {mib(r['peak_rss'])}")
+    print(f"weights load before (b): {ingest['load_s']:.1f} s")
+    print(f"b/a = {rate(ingest) / rate(plain):.2f}" + (f"   b/c = {rate(ingest) / rate(naive):.2f}" if naive else ""))
+    print("per-stage tokens/s per CPU core (one thread each):")
+    for name in ("loading", "chunking", "tokenizing"):
+        print(f"  {name:<22} {stages['tokens'] / max(stages[name], 1e-9):12,.0f}")
+    for name in ("heads and conversion", "points and writing"):
+        print(f"  {name:<22} {stages['sample_tokens'] / max(stages[name], 1e-9):12,.0f}  (on a sample of the chunks)")
+
+
+if __name__ == "__main__":
+    main()
