@@ -277,7 +277,8 @@ def phase_stages(args: argparse.Namespace) -> dict:
     # The heads and their conversion on a sample of the corpus (its forward pass is not timed).
     encoder.load()
     [replica] = encoder._replicas
-    sample = sorted(range(len(ids)), key=lambda i: len(ids[i]))[:: max(1, len(ids) // 40)]
+    shorter = sorted((i for i in range(len(ids)) if len(ids[i]) <= 2048), key=lambda i: len(ids[i]))
+    sample = shorter[:: max(1, len(shorter) // 16)]  # 16 chunks of every length up to 2048: a short run
     out["sample_tokens"] = sum(len(ids[i]) for i in sample)
     convert = write = 0.0
     points = []
