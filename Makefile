@@ -12,12 +12,12 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,service]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 # Ingest the shipped samples into an embedded store and run example searches (works offline).
 demo: setup
-	$(BIN)/indexer demo
+	$(BIN)/retriever demo
 
 # The test suite: offline, real FlagEmbedding on a tiny local model, real in-process Qdrant engines.
 test: setup

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from indexer.errors import ConfigError
+from indexer.modes import DEFAULT_M3_WEIGHTS, Limit, M3Weights, SearchMode
 
 try:
     import tomllib
@@ -73,30 +74,24 @@ class CollectionSettings(_Section):
     colbert_on_disk: bool = True
 
 
-SearchModeName = Literal["dense", "sparse", "hybrid", "hybrid_dbsf", "hybrid_colbert", "colbert", "m3"]
-RANK_FUSION_MODES = ("hybrid", "hybrid_dbsf")  # final scores are rank/normalisation artefacts, not similarities
-
-
 class RetrievalSettings(_Section):
-    mode: SearchModeName = "hybrid"
+    mode: SearchMode = SearchMode.HYBRID
     prefetch_limit: int = Field(100, ge=1, le=10_000)
     rrf_k: int = Field(60, ge=1)
     rrf_weights: tuple[float, float] | None = None  # (dense, sparse); None: equal
-    limit: int = Field(10, ge=1, le=1000)
+    limit: Limit = 10
     # BGE-M3's weighted sum (mode m3): dense, sparse, ColBERT, as in BGE-M3's README.
-    m3_weights: tuple[float, float, float] = (0.4, 0.2, 0.4)
+    m3_weights: M3Weights = DEFAULT_M3_WEIGHTS
     min_dense_score: float | None = None  # candidates below this cosine are dropped inside the prefetch
     min_sparse_score: float | None = None  # candidates below this lexical score are dropped inside the prefetch
     min_score: float | None = None  # threshold on the final score; similarity modes only (not RRF/DBSF)
 
     @model_validator(mode="after")
     def _check(self) -> RetrievalSettings:
-        if any(w < 0 for w in self.m3_weights) or sum(self.m3_weights) <= 0:
-            raise ValueError(f"m3_weights must be non-negative with a positive sum, got {list(self.m3_weights)}")
-        if self.min_score is not None and self.mode in RANK_FUSION_MODES:
+        if self.min_score is not None and not self.mode.score_is_similarity:
             raise ValueError(
-                f"min_score cannot apply to mode {self.mode!r}: its score is a fusion artefact, not a similarity; "
-                "use min_dense_score / min_sparse_score"
+                f"min_score cannot apply to mode {self.mode.value!r}: its score is a fusion artefact, not a "
+                "similarity; use min_dense_score / min_sparse_score"
             )
         return self
 

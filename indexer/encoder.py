@@ -208,6 +208,9 @@ class BGEM3Encoder:
             pooling,
         )
 
+    def load(self) -> None:
+        """Load the model now (it is loaded on construction)."""
+
     def _lengths(self, texts: Sequence[str]) -> list[int]:
         ids = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         return [len(x) for x in ids]

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from indexer import cli as indexer_cli
+from indexer.admin import collection_status, delete_documents
 from indexer.config import Settings
 from indexer.encoder import BGEM3Encoder
 from indexer.errors import SchemaMismatchError
-from indexer.pipeline import collection_status, delete_documents, ingest
+from indexer.pipeline import ingest
 from indexer.records import kind_filter
 from indexer.store import Store, open_store
 from tests.conftest import make_settings
@@ -107,8 +108,8 @@ def test_delete_by_doc_id_and_source(settings: Settings, encoder: BGEM3Encoder, 
     doc_ids = {p.payload["doc_id"] for p in store.scroll(kind_filter("chunk"))}
     assert "doc0.txt" not in doc_ids and "sub/nested.md" not in doc_ids and len(doc_ids) == 5
     status = collection_status(store)
-    assert (status["documents"], status["unfinished"]) == (5, 0)
-    assert status["chunks"] == chunks(store) and status["points"] == status["chunks"] + 5 + 1
+    assert (status.documents, status.unfinished) == (5, 0)
+    assert status.chunks == chunks(store) and status.points == status.chunks + 5 + 1
 
 
 def test_another_model_or_chunking_is_refused(

@@ -21,7 +21,8 @@ from indexer.errors import StoreError
 from indexer.pipeline import IngestStopped, ingest
 from indexer.records import kind_filter
 from indexer.store import open_store
-from indexer.store.qdrant import QdrantStore, is_transient
+from indexer.store.errors import is_transient
+from indexer.store.qdrant import QdrantStore
 from tests.conftest import make_settings
 
 

@@ -25,7 +25,7 @@ class RecordingStore:
             raise self.failures.pop(0)
         self.batches.append(([p.id for p in points], wait))
 
-    def finish(self, optimize=True):
+    def finish(self):
         self.finished = True
 
 
