@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-server lint format clean
+.PHONY: setup demo test test-fast test-server lint typecheck format clean
 
 setup: $(STAMP)
 
@@ -23,13 +23,20 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The inner loop: everything but the long groups marked `slow` (crash tests, score parity, ...).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not server"
+
 # The same suite plus the server tests, against a running Qdrant (docker compose up -d qdrant).
 test-server: setup
 	QDRANT_URL=$${QDRANT_URL:-http://localhost:6333} $(BIN)/python -m pytest -m server
 
-lint: setup
+lint: setup typecheck
 	$(BIN)/ruff check indexer retriever tests samples benchmarks
 	$(BIN)/ruff format --check indexer retriever tests samples benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format indexer retriever tests samples benchmarks

@@ -17,7 +17,7 @@ from indexer.pipeline import ingest
 from indexer.store import open_store
 from indexer.store.qdrant_async import AsyncQdrantStore
 from retriever import AsyncRetriever, Retriever, SearchMode
-from tests.conftest import ENGINES, SAMPLES, make_settings, retrievers_on_every_engine
+from tests.helpers import ENGINES, SAMPLES, make_settings, retrievers_on_every_engine
 
 QUERIES = ["How much did revenue grow?", "неустойка за просрочку поставки", "reciprocal rank fusion", "home office"]
 

@@ -14,6 +14,8 @@ from indexer import cli as indexer_cli
 from indexer.records import kind_filter
 from indexer.store.edge import EdgeStore
 
+pytestmark = pytest.mark.slow  # a corpus with a multi-megabyte line, ingested by the real CLI
+
 LEGACY = "Договор поставки № 17. Поставщик обязуется передать товар Покупателю в срок."
 
 

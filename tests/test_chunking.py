@@ -6,7 +6,7 @@ from transformers import AutoTokenizer
 from indexer.chunking import Chunker
 from indexer.errors import ChunkingError
 from indexer.loaders import build_document
-from tests.conftest import sample_texts
+from tests.helpers import sample_texts
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from indexer import cli as indexer_cli
 from retriever import cli as retriever_cli
-from tests.conftest import CHUNK_SIZE, REPO, SAMPLES
+from tests.helpers import CHUNK_SIZE, REPO, SAMPLES
 
 
 @pytest.fixture

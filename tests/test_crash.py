@@ -23,7 +23,9 @@ import pytest
 from indexer import cli as indexer_cli
 from indexer.records import kind_filter
 from indexer.store.edge import EdgeStore
-from tests.conftest import REPO, SAMPLES
+from tests.helpers import REPO, SAMPLES
+
+pytestmark = pytest.mark.slow  # real ingest processes killed and re-run
 
 CRASH_POINTS = ["document:2", "write:2", "write:9", "finalize:3", "end:1"]
 

@@ -15,7 +15,7 @@ from retriever.api import SearchHit
 from retriever.cli import main
 from retriever.datasets import BeirDataset, DatasetError, build_manpages, load_beir, split_man_text, write_beir
 from retriever.evaluation import METRICS, doc_run, evaluate, run_eval
-from tests.conftest import REPO, make_settings
+from tests.helpers import REPO, make_settings
 
 MINI = REPO / "datasets" / "mini-multilingual"
 MODES = [m.value for m in SearchMode]

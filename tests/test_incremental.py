@@ -16,7 +16,7 @@ from indexer.errors import SchemaMismatchError
 from indexer.pipeline import ingest
 from indexer.records import kind_filter
 from indexer.store import Store, open_store
-from tests.conftest import make_settings
+from tests.helpers import make_settings
 from tests.tiny_model import build_tiny_m3
 
 

@@ -16,7 +16,7 @@ from indexer.pipeline import ingest
 from indexer.store import open_store
 from retriever import AsyncRetriever, Retriever
 from retriever.langchain import M3Retriever
-from tests.conftest import SAMPLES, make_settings
+from tests.helpers import SAMPLES, make_settings
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from indexer.points import point_id
 from indexer.records import chunks_filter, kind_filter
 from indexer.schema import COLBERT, CollectionSpec
 from indexer.store import Store, open_store
-from tests.conftest import SAMPLES, make_settings
+from tests.helpers import SAMPLES, make_settings
 
 
 def chunk_count(store: Store, flt=None) -> int:

@@ -13,7 +13,7 @@ from indexer.errors import QueryError, SchemaMismatchError
 from indexer.pipeline import ingest
 from indexer.store import open_store
 from retriever import Retriever, SearchMode
-from tests.conftest import ENGINES, SAMPLES, make_settings, retrievers_on_every_engine
+from tests.helpers import ENGINES, SAMPLES, make_settings, retrievers_on_every_engine
 
 MODES = [m.value for m in SearchMode]
 QUERIES = [
@@ -48,6 +48,7 @@ def test_engines_agree_on_ids_and_scores(indexed: dict, mode: str) -> None:
         assert edge_scores == pytest.approx(local_scores, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow  # every chunk's text as a query, in every mode on every engine
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("mode", MODES)
 def test_a_chunk_finds_itself_first(indexed: dict, engine: str, mode: str) -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from indexer.encoder import BGEM3Encoder
-from tests.conftest import CHUNK_SIZE, ENGINES, REPO, SAMPLES, make_settings
+from tests.helpers import CHUNK_SIZE, ENGINES, REPO, SAMPLES, make_settings
 from tests.service_helpers import free_port, serve
 
 MAX_UPLOAD = 64 * 1024
