@@ -74,7 +74,7 @@ def valid_m3_weights(weights: Sequence[float]) -> tuple[float, float, float]:
         raise ValueError(f"m3 weights must be three numbers, got {weights!r}") from None
     if len(w) != 3 or any(x < 0 or not math.isfinite(x) for x in w) or sum(w) <= 0:
         raise ValueError(f"m3 weights must be three non-negative numbers with a positive sum, got {list(weights)}")
-    return w  # type: ignore[return-value]
+    return w[0], w[1], w[2]
 
 
 M3Weights = Annotated[tuple[float, float, float], AfterValidator(valid_m3_weights)]

@@ -37,12 +37,12 @@ def chunks_filter(
     doc_id: str | None = None, content_hash: str | None = None, *, other_than: str | None = None
 ) -> models.Filter:
     """Chunk points: all, of one document, of one version, or of every version but ``other_than``."""
-    must = [match(KIND, KIND_CHUNK)]
+    must: list[models.Condition] = [match(KIND, KIND_CHUNK)]
     if doc_id is not None:
         must.append(match("doc_id", doc_id))
     if content_hash is not None:
         must.append(match("content_hash", content_hash))
-    must_not = [match("content_hash", other_than)] if other_than is not None else None
+    must_not: list[models.Condition] | None = [match("content_hash", other_than)] if other_than is not None else None
     return models.Filter(must=must, must_not=must_not)
 
 

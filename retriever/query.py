@@ -41,7 +41,7 @@ def m3_formula(weights: Sequence[float], n_query_vectors: int) -> models.Formula
     A candidate that a rescoring leg did not return (e.g. no shared token for sparse) scores 0 there.
     """
     w_dense, w_sparse, w_colbert = (float(w) for w in weights)
-    terms = [
+    terms: list[models.Expression] = [
         models.MultExpression(mult=[w_dense, "$score[0]"]),
         models.MultExpression(mult=[w_sparse, "$score[1]"]),
         models.MultExpression(mult=[w_colbert / n_query_vectors, "$score[2]"]),

@@ -48,19 +48,19 @@ def edge_condition(c: Any) -> Any:
     if isinstance(c, models.NestedCondition):
         return qe.NestedCondition(key=c.nested.key, filter=edge_filter(c.nested.filter))
     if isinstance(c, models.FieldCondition):
-        match = None
+        match: Any = None
         m = c.match
         if isinstance(m, models.MatchValue):
             match = qe.MatchValue(m.value)
         elif isinstance(m, models.MatchAny):
-            match = qe.MatchAny(list(m.any))
+            match = qe.MatchAny(list(m.any))  # type: ignore[arg-type]
         elif isinstance(m, models.MatchExcept):
-            match = qe.MatchExcept(list(m.except_))
+            match = qe.MatchExcept(list(m.except_))  # type: ignore[arg-type]
         elif isinstance(m, models.MatchText):
             match = qe.MatchText(m.text)
         elif m is not None:
             raise QueryError(f"filter match {type(m).__name__} is not supported by the embedded engine")
-        rng = None
+        rng: Any = None
         if isinstance(c.range, models.Range):
             rng = qe.RangeFloat(gte=c.range.gte, gt=c.range.gt, lte=c.range.lte, lt=c.range.lt)
         elif isinstance(c.range, models.DatetimeRange):
