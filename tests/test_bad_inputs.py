@@ -130,7 +130,8 @@ def test_every_bad_input_has_its_reason_and_the_rest_is_ingested(
         if reason:
             assert reason in got[source][1], f"{source}: {got[source][1]}"
     err = capsys.readouterr().err
-    assert "failed: scan.pdf: no extractable text" in err and "skipped: notes.docx" in err
+    assert "failed: scan.pdf: no extractable text" in err
+    assert "skipped: notes.docx" in err
     store = EdgeStore(tmp_path / "store", "bad")
     try:
         store.open_collection()
@@ -144,9 +145,11 @@ def test_every_bad_input_has_its_reason_and_the_rest_is_ingested(
     assert [p["text"] for p in by_doc["legacy-cp1251.txt"]] == [LEGACY]
     assert by_doc["legacy-cp1251.txt"][0]["metadata"] == {"encoding": "cp1251"}
     long_line = by_doc["one-line.txt"]
-    assert len(long_line) > 100 and max(p["token_count"] for p in long_line) <= 2048
+    assert len(long_line) > 100
+    assert max(p["token_count"] for p in long_line) <= 2048
     spans = sorted((p["start"], p["end"]) for p in long_line)
-    assert spans[0][0] == 0 and spans[-1][1] == len((bad_corpus / "one-line.txt").read_text().rstrip())
+    assert spans[0][0] == 0
+    assert spans[-1][1] == len((bad_corpus / "one-line.txt").read_text().rstrip())
     assert all(b[0] <= a[1] + 1 for a, b in zip(spans, spans[1:], strict=False))  # no gap but a space
 
 

@@ -57,7 +57,8 @@ def test_unchanged_corpus_is_skipped_without_encoding(
     counting = CountingEncoder(encoder)
     first = ingest([root], settings, counting, store, progress=False)
     encoded = counting.passages
-    assert first.documents == 7 and encoded == first.chunks
+    assert first.documents == 7
+    assert encoded == first.chunks
     second = ingest([root], settings, counting, store, progress=False)
     assert counting.passages == encoded  # nothing encoded again
     assert (second.documents, second.unchanged, second.chunks) == (0, 7, 0)
@@ -91,7 +92,8 @@ def test_prune_removes_documents_gone_from_the_root(
     (root / "doc1.txt").unlink()
     (root / "sub" / "nested.md").unlink()
     kept = ingest([root], settings, encoder, store, progress=False)
-    assert kept.pruned == [] and store.count(kind_filter("document")) == 8
+    assert kept.pruned == []
+    assert store.count(kind_filter("document")) == 8
     report = ingest([root], settings, encoder, store, progress=False, prune=True)
     assert sorted(report.pruned) == ["doc1.txt", "sub/nested.md"]  # other roots are left alone
     doc_ids = {p.payload["doc_id"] for p in store.scroll(kind_filter("chunk"))}
@@ -106,10 +108,13 @@ def test_delete_by_doc_id_and_source(settings: Settings, encoder: BGEM3Encoder, 
     assert delete_documents(store, sources=[str(root / "sub" / "nested.md")]) == ["sub/nested.md"]
     assert delete_documents(store, doc_ids=["nope"]) == []
     doc_ids = {p.payload["doc_id"] for p in store.scroll(kind_filter("chunk"))}
-    assert "doc0.txt" not in doc_ids and "sub/nested.md" not in doc_ids and len(doc_ids) == 5
+    assert "doc0.txt" not in doc_ids
+    assert "sub/nested.md" not in doc_ids
+    assert len(doc_ids) == 5
     status = collection_status(store)
     assert (status.documents, status.unfinished) == (5, 0)
-    assert status.chunks == chunks(store) and status.points == status.chunks + 5 + 1
+    assert status.chunks == chunks(store)
+    assert status.points == status.chunks + 5 + 1
 
 
 def test_another_model_or_chunking_is_refused(
@@ -140,18 +145,21 @@ def test_cli_delete_status_and_report(tmp_path: Path, tiny_model_dir: Path, caps
     assert indexer_cli.main(["ingest", str(root), "--no-progress", "--report", str(report_file), *common]) == 0
     report = json.loads(report_file.read_text())
     statuses = {f["source"]: f["status"] for f in report["files"]}
-    assert statuses["notes.docx"] == "skipped" and statuses["doc0.txt"] == "ok"
+    assert statuses["notes.docx"] == "skipped"
+    assert statuses["doc0.txt"] == "ok"
     assert all({"chunks", "tokens", "seconds", "error"} <= f.keys() for f in report["files"])
     assert "skipped: notes.docx: unsupported file type '.docx'" in capsys.readouterr().err
     assert indexer_cli.main(["status", *common]) == 0
     out = capsys.readouterr().out
-    assert "documents: 7 documents" in out and f"model {tiny_model_dir}" in out
+    assert "documents: 7 documents" in out
+    assert f"model {tiny_model_dir}" in out
     assert indexer_cli.main(["delete", "--doc-id", "doc3.txt", *common]) == 0
     assert "deleted: doc3.txt" in capsys.readouterr().out
     assert indexer_cli.main(["delete", "--doc-id", "doc3.txt", *common]) == 4
     assert indexer_cli.main(["status", "--json", *common]) == 0
     [row] = json.loads(capsys.readouterr().out)
-    assert row["documents"] == 6 and row["collection"] == "documents"
+    assert row["documents"] == 6
+    assert row["collection"] == "documents"
 
 
 def test_documents_hold_their_records(settings: Settings, encoder: BGEM3Encoder, store: Store, tmp_path: Path) -> None:
@@ -194,6 +202,8 @@ def test_untouched_files_are_not_even_read(
     assert reads == []  # size and modification time matched the records
     os.utime(root / "doc1.txt", ns=(1_000_000_000, 1_000_000_000))  # touched, same bytes
     report = ingest([root], settings, encoder, store, progress=False)
-    assert reads == ["doc1.txt"] and report.unchanged == 7 and report.documents == 0
+    assert reads == ["doc1.txt"]
+    assert report.unchanged == 7
+    assert report.documents == 0
     assert ingest([root], settings, encoder, store, progress=False).unchanged == 7
     assert reads == ["doc1.txt"]  # the record learnt the new modification time
