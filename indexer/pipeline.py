@@ -184,7 +184,8 @@ class _Run:
         self.metadata = metadata
         self.optimize = True  # uploads of a few documents skip Edge's (whole-shard) optimize
         self.spec = CollectionSpec.for_model(settings.collection, encoder.dense_dim, encoder.colbert_dim)
-        self.chunker = Chunker(encoder.tokenizer, settings.chunking.chunk_size, settings.chunking.chunk_overlap)
+        c = settings.chunking
+        self.chunker = Chunker(encoder.tokenizer, c.chunk_size, c.chunk_overlap, headings=c.headings)
         self.writer = Writer(
             store,
             max_points=settings.ingest.write_batch_points,
@@ -294,7 +295,14 @@ class _Run:
             assert known is not None
             self.writer.add(replace(known, file_size=file_stat[0], file_mtime_ns=file_stat[1]).point())
             return None, (None, None)
-        doc = load_file(item.file, self.metadata, pdf_password=self.settings.ingest.pdf_password, data=data)
+        ingest = self.settings.ingest
+        doc = load_file(
+            item.file,
+            self.metadata,
+            pdf_password=ingest.pdf_password,
+            data=data,
+            max_unpacked_bytes=ingest.max_unpacked_bytes,
+        )
         return doc, file_stat
 
     def _unchanged(self, doc_id: str, content_hash: str) -> bool:
