@@ -237,9 +237,14 @@ class Chunker:
             return spans
         head_end = s1 + first[1]
         rest_start, rest_end = _stripped(text, head_end, e1)
-        head, rest = self.count(text[s0:head_end]), self.count(text[rest_start:rest_end])
+        head, rest = (
+            self.count(text[s0:head_end]),
+            self.count(text[rest_start:rest_end]) if rest_end > rest_start else 0,
+        )
         if head > self.chunk_size or rest_start >= rest_end:
             return spans
+        if len(spans) > 2 and spans[2][0] <= rest_start:  # the next chunk overlaps back over the rest: it holds it
+            return [(s0, head_end, head), *spans[2:]]
         return [(s0, head_end, head), (rest_start, rest_end, rest), *spans[2:]]
 
     def split(self, doc: Document) -> Iterator[Chunk]:

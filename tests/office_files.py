@@ -68,7 +68,9 @@ def corrupt_member(data: bytes, member: str) -> bytes:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         info = archive.getinfo(member)
     at = info.header_offset  # the local header: 30 bytes, then the name and an extra field of its own lengths
-    start = at + 30 + int.from_bytes(data[at + 26 : at + 28], "little") + int.from_bytes(data[at + 28 : at + 30], "little")
+    start = (
+        at + 30 + int.from_bytes(data[at + 26 : at + 28], "little") + int.from_bytes(data[at + 28 : at + 30], "little")
+    )
     middle = start + info.compress_size // 2
     damaged = bytearray(data)
     for i in range(middle, middle + 16):

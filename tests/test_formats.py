@@ -67,7 +67,8 @@ def test_docx_heading_by_custom_style_and_outline_level() -> None:
     out = io.BytesIO()
     document.save(out)
     doc = load_bytes(out.getvalue(), "custom.docx")
-    assert section_of(doc, "Body of the sub-clause") == ("Раздел 1. Предмет договора", "1.1 Sub-clause by outline level")
+    path = ("Раздел 1. Предмет договора", "1.1 Sub-clause by outline level")
+    assert section_of(doc, "Body of the sub-clause") == path
     assert section_of(doc, "Поставщик") == ("Раздел 1. Предмет договора",)
 
 

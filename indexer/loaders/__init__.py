@@ -46,9 +46,7 @@ PDF_SUFFIXES = frozenset({".pdf"})
 HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 DOCX_SUFFIXES = frozenset({".docx"})
 PPTX_SUFFIXES = frozenset({".pptx"})
-SUPPORTED_SUFFIXES = (
-    TEXT_SUFFIXES | MARKDOWN_SUFFIXES | PDF_SUFFIXES | HTML_SUFFIXES | DOCX_SUFFIXES | PPTX_SUFFIXES
-)
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | PDF_SUFFIXES | HTML_SUFFIXES | DOCX_SUFFIXES | PPTX_SUFFIXES
 DEFAULT_MAX_UNPACKED_BYTES = 512 * 1024 * 1024  # IngestSettings.max_unpacked_bytes
 
 
@@ -180,4 +178,3 @@ def load_file(
         pdf_password=pdf_password,
         max_unpacked_bytes=max_unpacked_bytes,
     )
-

@@ -16,10 +16,9 @@ from indexer.loaders.text import decode_text
 SKIPPED = ("script", "style", "noscript", "template", "svg", "math", "head", "iframe", "object", "embed", "canvas",
            "nav", "button", "select")  # fmt: skip
 HEADINGS = {f"h{n}": n for n in range(1, 7)}
-BLOCKS = frozenset(
-    "address article aside blockquote body caption dd details dialog div dl dt fieldset figcaption figure footer "
-    "form header hgroup hr html li main ol p section summary ul".split()
-)
+BLOCKS = frozenset(("address", "article", "aside", "blockquote", "body", "caption", "dd", "details", "dialog", "div",
+                    "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "header", "hgroup", "hr", "html",
+                    "li", "main", "ol", "p", "section", "summary", "ul"))  # fmt: skip
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
