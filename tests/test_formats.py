@@ -215,3 +215,69 @@ def test_one_huge_table_is_read(good_docx: bytes) -> None:
     doc = load_bytes(docx_bytes([], table=rows), "stock.docx")
     assert doc.text.count("\n") == 1999 and "Item 1999 | Warehouse 4 | 5997 pcs" in doc.text
     assert doc.sections == ()
+
+
+# ------------------------------------------------------------------------------------------ a whole run
+
+
+def test_a_run_reports_each_bad_file_and_ingests_the_rest(tmp_path, tiny_model_dir) -> None:
+    import json
+    import random
+
+    from indexer import cli as indexer_cli
+    from indexer.records import kind_filter
+    from indexer.store.edge import EdgeStore
+
+    root = tmp_path / "in"
+    root.mkdir()
+    contract = docx_bytes(CONTRACT)
+    files = {
+        "contract.docx": contract,
+        "deck.pptx": pptx_bytes([("Q3 results", "Revenue grew 12 percent", None)]),
+        "kb.html": HTML.encode("cp1251", "replace"),
+        "stock.docx": docx_bytes([], table=[[f"Item {i}", f"{i * 3} pcs", "Warehouse " * 5] for i in range(600)]),
+        "truncated.docx": contract[: len(contract) // 2],
+        "locked.pptx": encrypted(pptx_bytes([("Secret", "Body", None)]), "pw"),
+        "renamed-pdf.docx": b"%PDF-1.7\n%...",
+        "scripts.html": b"<html><script>app()</script></html>",
+        "bomb.docx": rezip(contract, extra={"word/media/zeros.bin": bytes(8 * 1024 * 1024)}),
+        "big.docx": rezip(contract, extra={"word/media/photo.bin": random.Random(0).randbytes(2 << 20)}),
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[model]\nname = "{tiny_model_dir}"\ndevice = "cpu"\n[chunking]\nchunk_size = 128\nchunk_overlap = 0\n'
+        f'[qdrant]\npath = "{tmp_path / "store"}"\n[ingest]\nmax_unpacked_bytes = 1500000\n'
+    )
+    report_path = tmp_path / "report.json"
+    code = indexer_cli.main(["ingest", str(root), "--config", str(cfg), "--no-progress", "--report", str(report_path)])
+    assert code == 1
+    got = {f["source"]: (f["status"], f["error"]) for f in json.loads(report_path.read_text())["files"]}
+    expected = {
+        "truncated.docx": "damaged or truncated",
+        "locked.pptx": "encrypted with a password",
+        "renamed-pdf.docx": "this is a PDF, not a Word document (rename it to .pdf)",
+        "scripts.html": "no text (the page has only scripts, styles or markup)",
+        "bomb.docx": "looks like a zip bomb",
+        "big.docx": "over the limit of 1500000 (ingest.max_unpacked_bytes)",
+    }
+    for name, why in expected.items():
+        assert got[name][0] == "failed" and why in got[name][1], (name, got[name])
+    assert {n for n, (status, _) in got.items() if status == "ok"} == {
+        "contract.docx",
+        "deck.pptx",
+        "kb.html",
+        "stock.docx",
+    }
+    store = EdgeStore(tmp_path / "store", "documents")
+    try:
+        store.open_collection()
+        chunks = [p.payload for p in store.scroll(kind_filter("chunk"))]
+    finally:
+        store.close()
+    stock = [c for c in chunks if c["doc_id"] == "stock.docx"]
+    assert len(stock) > 10 and max(c["token_count"] for c in stock) <= 128  # one huge table, chunked in budget
+    [payment] = [c for c in chunks if "within 30 days" in c["text"]]
+    assert payment["headings"] == ["Supply Agreement No. 17", "2. Obligations", "2.3 Payment"]
+    assert {tuple(c["headings"]) for c in chunks if c["doc_id"] == "deck.pptx"} == {("Q3 results",)}

@@ -128,7 +128,7 @@ def test_another_model_or_chunking_is_refused(
 
 def test_cli_delete_status_and_report(tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = corpus(tmp_path / "c")
-    (root / "notes.docx").write_bytes(b"PK\x03\x04")
+    (root / "notes.odt").write_bytes(b"PK\x03\x04")
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         f'[model]\nname = "{tiny_model_dir}"\ndevice = "cpu"\n[chunking]\nchunk_size = 128\nchunk_overlap = 16\n'
@@ -139,9 +139,9 @@ def test_cli_delete_status_and_report(tmp_path: Path, tiny_model_dir: Path, caps
     assert indexer_cli.main(["ingest", str(root), "--no-progress", "--report", str(report_file), *common]) == 0
     report = json.loads(report_file.read_text())
     statuses = {f["source"]: f["status"] for f in report["files"]}
-    assert statuses["notes.docx"] == "skipped" and statuses["doc0.txt"] == "ok"
+    assert statuses["notes.odt"] == "skipped" and statuses["doc0.txt"] == "ok"
     assert all({"chunks", "tokens", "seconds", "error"} <= f.keys() for f in report["files"])
-    assert "skipped: notes.docx: unsupported file type '.docx'" in capsys.readouterr().err
+    assert "skipped: notes.odt: unsupported file type '.odt'" in capsys.readouterr().err
     assert indexer_cli.main(["status", *common]) == 0
     out = capsys.readouterr().out
     assert "documents: 7 documents" in out and f"model {tiny_model_dir}" in out
