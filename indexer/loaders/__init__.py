@@ -1,8 +1,8 @@
 """Find source files and turn each into a Document: text, page layout and sections (heading paths).
 
-One module per format family: ``text`` (plain text and Markdown), ``pdf`` (pypdf), ``office`` (DOCX and
-PPTX through python-docx and python-pptx, after zip checks), ``html`` (lxml); ``structure`` turns
-headings into sections, ``files`` finds and reads files.
+One module per format family: ``text`` (decoding plain text and Markdown), ``pdf`` (pypdf), ``office``
+(DOCX and PPTX through python-docx and python-pptx, after zip checks), ``html`` (lxml); ``structure``
+turns headings (Markdown's among them) into sections, ``files`` finds and reads files.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from indexer.config import IngestSettings
 from indexer.errors import LoaderError
 from indexer.loaders.files import check_source, discover, glob_match, read_checked, read_source, sha256_bytes
 from indexer.loaders.structure import (
@@ -47,7 +48,7 @@ HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 DOCX_SUFFIXES = frozenset({".docx"})
 PPTX_SUFFIXES = frozenset({".pptx"})
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | PDF_SUFFIXES | HTML_SUFFIXES | DOCX_SUFFIXES | PPTX_SUFFIXES
-DEFAULT_MAX_UNPACKED_BYTES = 512 * 1024 * 1024  # IngestSettings.max_unpacked_bytes
+DEFAULT_MAX_UNPACKED_BYTES: int = IngestSettings.model_fields["max_unpacked_bytes"].default
 
 
 def is_supported(name: str) -> bool:
