@@ -261,8 +261,7 @@ def _grow(
                 open_sides[side] = False
                 continue
             grown = _joined(p, hit, side)
-            trial = [*placed[:i], grown, *placed[i + 1 :]]
-            if grown is None or count_tokens(_render(trial, header)) > max_tokens:
+            if grown is None or count_tokens(_render([*placed[:i], grown, *placed[i + 1 :]], header)) > max_tokens:
                 open_sides[side] = False
                 continue
             p = placed[i] = grown
