@@ -48,6 +48,7 @@ class ModelSettings(_Section):
 class ChunkingSettings(_Section):
     chunk_size: int = Field(512, ge=16, le=MAX_MODEL_TOKENS)  # tokens, special tokens included
     chunk_overlap: int = Field(64, ge=0)
+    headings: bool = True  # split at headings first (sections kept whole when they fit); False: plain splitting
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkingSettings:
@@ -101,6 +102,7 @@ class IngestSettings(_Section):
     exclude: tuple[str, ...] = ()
     max_file_bytes: int = Field(200 * 1024 * 1024, ge=1)  # larger files are reported, not read
     pdf_password: str | None = Field(None, repr=False)  # tried on encrypted PDFs (after the empty password)
+    max_unpacked_bytes: int = Field(512 * 1024 * 1024, ge=1)  # an Office file (a zip) may unpack to at most this
     write_batch_points: int = Field(64, ge=1)
     write_batch_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)
     write_retries: int = Field(5, ge=0)

@@ -89,7 +89,8 @@ class _Run:
         self.settings, self.encoder, self.store, self.report = settings, encoder, store, report
         self.metadata = metadata
         self.spec = collection_spec(settings, encoder)
-        self.chunker = Chunker(encoder.tokenizer, settings.chunking.chunk_size, settings.chunking.chunk_overlap)
+        c = settings.chunking
+        self.chunker = Chunker(encoder.tokenizer, c.chunk_size, c.chunk_overlap, headings=c.headings)
         self.writer = Writer(
             store,
             max_points=settings.ingest.write_batch_points,
@@ -114,6 +115,7 @@ class _Run:
             colbert_dim=self.spec.colbert_dim,
             chunk_size=self.settings.chunking.chunk_size,
             chunk_overlap=self.settings.chunking.chunk_overlap,
+            chunk_headings=self.settings.chunking.headings,
         )
         existing = self.store.retrieve([COLLECTION_RECORD_ID])
         if existing:
@@ -186,7 +188,14 @@ class _Run:
         if known is not None and known.is_complete(result.content_hash):
             result.status = "unchanged"
             return _Load(refresh=known.with_file(file_stat))
-        doc = load_file(item.file, self.metadata, pdf_password=self.settings.ingest.pdf_password, data=data)
+        ingest = self.settings.ingest
+        doc = load_file(
+            item.file,
+            self.metadata,
+            pdf_password=ingest.pdf_password,
+            data=data,
+            max_unpacked_bytes=ingest.max_unpacked_bytes,
+        )
         return _Load(document=doc, file_stat=file_stat)
 
     def _unchanged(self, doc_id: str, content_hash: str) -> bool:
@@ -316,7 +325,13 @@ def ingest_bytes(
     Raises ``LoaderError`` for bytes that cannot be read as a document of ``name``'s type.
     """
     doc = load_bytes(
-        data, name, doc_id=doc_id or name, source=name, metadata=metadata, pdf_password=settings.ingest.pdf_password
+        data,
+        name,
+        doc_id=doc_id or name,
+        source=name,
+        metadata=metadata,
+        pdf_password=settings.ingest.pdf_password,
+        max_unpacked_bytes=settings.ingest.max_unpacked_bytes,
     )
     [result] = ingest_documents([doc], settings, encoder, store).files
     return doc, result

@@ -56,13 +56,14 @@ class CollectionRecord:
     colbert_dim: int | None
     chunk_size: int
     chunk_overlap: int
+    chunk_headings: bool = False  # sections split at headings first (collections built before that: plain)
 
     def point(self) -> PointRecord:
         return PointRecord(id=COLLECTION_RECORD_ID, payload={KIND: KIND_COLLECTION, **asdict(self)})
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> CollectionRecord:
-        return cls(**{k: payload[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: payload[k] for k in cls.__dataclass_fields__ if k in payload})
 
     def check_compatible(self, other: CollectionRecord, collection: str) -> None:
         """Refuse to add chunks made by another model or chunking to this collection."""
@@ -73,6 +74,11 @@ class CollectionRecord:
             problems.append(
                 f"it was chunked with chunk_size={self.chunk_size}, chunk_overlap={self.chunk_overlap}; this run "
                 f"uses {other.chunk_size}, {other.chunk_overlap}"
+            )
+        if self.chunk_headings != other.chunk_headings:
+            how = "at headings first" if self.chunk_headings else "without regard to headings"
+            problems.append(
+                f"its chunks were split {how}; this run sets chunking.headings = {str(other.chunk_headings).lower()}"
             )
         if problems:
             raise SchemaMismatchError(

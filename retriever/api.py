@@ -44,6 +44,7 @@ class SearchHit:
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     start: int | None = None  # character offsets of the chunk in its document's text
     end: int | None = None
+    headings: tuple[str, ...] = ()  # the section's heading path, outermost first (() when none)
 
     @property
     def page(self) -> int | None:
@@ -63,6 +64,7 @@ class SearchHit:
             metadata=dict(p.get("metadata") or {}),
             start=p.get("start"),
             end=p.get("end"),
+            headings=tuple(p.get("headings") or ()),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,6 +79,7 @@ class SearchHit:
             "metadata": self.metadata,
             "start": self.start,
             "end": self.end,
+            "headings": list(self.headings),
         }
 
 

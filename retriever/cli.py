@@ -121,6 +121,8 @@ def format_hits(hits: Sequence, mode: str) -> str:
     for rank, h in enumerate(hits, 1):
         pages = ",".join(str(p) for p in h.pages)
         lines.append(f"{rank:>2}. [{mode} {h.score:.4f}] {h.source}  p.{pages}  #{h.chunk_index}")
+        if h.headings:
+            lines.append(f"    § {' › '.join(h.headings)}")
         lines.append(f"    {snippet(h.text)}")
     return "\n".join(lines)
 

@@ -53,7 +53,7 @@ def bad_corpus(tmp_path: Path) -> Path:
     (root / "dangling.md").symlink_to(root / "missing-target.md")
     (root / "loop-a.txt").symlink_to(root / "loop-b.txt")
     (root / "loop-b.txt").symlink_to(root / "loop-a.txt")
-    (root / "notes.docx").write_bytes(b"PK\x03\x04 not supported")
+    (root / "notes.odt").write_bytes(b"PK\x03\x04 not supported")
     os.mkfifo(root / "pipe.txt")
     return root
 
@@ -109,7 +109,7 @@ EXPECTED = {
     "loop-a.txt": ("failed", "symbolic link loop"),
     "loop-b.txt": ("failed", "symbolic link loop"),
     "pipe.txt": ("failed", "not a regular file"),
-    "notes.docx": ("skipped", "unsupported file type '.docx'"),
+    "notes.odt": ("skipped", "unsupported file type '.odt'"),
 }
 
 
@@ -131,7 +131,7 @@ def test_every_bad_input_has_its_reason_and_the_rest_is_ingested(
             assert reason in got[source][1], f"{source}: {got[source][1]}"
     err = capsys.readouterr().err
     assert "failed: scan.pdf: no extractable text" in err
-    assert "skipped: notes.docx" in err
+    assert "skipped: notes.odt" in err
     store = EdgeStore(tmp_path / "store", "bad")
     try:
         store.open_collection()

@@ -129,12 +129,15 @@ def test_another_model_or_chunking_is_refused(
     other_chunking = settings.replace(chunking={"chunk_overlap": 8})
     with pytest.raises(SchemaMismatchError, match="chunk_overlap=16"):
         ingest([root], other_chunking, encoder, store, progress=False)
+    plain = settings.replace(chunking={"headings": False})
+    with pytest.raises(SchemaMismatchError, match="split at headings first; this run sets chunking.headings = false"):
+        ingest([root], plain, encoder, store, progress=False)
     assert ingest([root], settings, twin, store, progress=False, recreate=True).documents == 7
 
 
 def test_cli_delete_status_and_report(tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = corpus(tmp_path / "c")
-    (root / "notes.docx").write_bytes(b"PK\x03\x04")
+    (root / "notes.odt").write_bytes(b"PK\x03\x04")
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         f'[model]\nname = "{tiny_model_dir}"\ndevice = "cpu"\n[chunking]\nchunk_size = 128\nchunk_overlap = 16\n'
@@ -145,10 +148,10 @@ def test_cli_delete_status_and_report(tmp_path: Path, tiny_model_dir: Path, caps
     assert indexer_cli.main(["ingest", str(root), "--no-progress", "--report", str(report_file), *common]) == 0
     report = json.loads(report_file.read_text())
     statuses = {f["source"]: f["status"] for f in report["files"]}
-    assert statuses["notes.docx"] == "skipped"
+    assert statuses["notes.odt"] == "skipped"
     assert statuses["doc0.txt"] == "ok"
     assert all({"chunks", "tokens", "seconds", "error"} <= f.keys() for f in report["files"])
-    assert "skipped: notes.docx: unsupported file type '.docx'" in capsys.readouterr().err
+    assert "skipped: notes.odt: unsupported file type '.odt'" in capsys.readouterr().err
     assert indexer_cli.main(["status", *common]) == 0
     out = capsys.readouterr().out
     assert "documents: 7 documents" in out

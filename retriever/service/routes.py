@@ -116,7 +116,7 @@ def _metadata(raw: str | None) -> dict[str, Any]:
 @documents.post("/documents", response_model=UploadResponse, status_code=201)
 async def upload(
     service: Service,
-    file: Annotated[UploadFile, File(description="a PDF, .txt or .md file")],
+    file: Annotated[UploadFile, File(description="a PDF, Word (.docx), PowerPoint (.pptx), HTML, .txt or .md file")],
     doc_id: Annotated[str | None, Form(description="document id (default: the file name)")] = None,
     metadata: Annotated[str | None, Form(description="a JSON object stored under metadata.*")] = None,
 ) -> dict[str, Any]:
@@ -126,7 +126,7 @@ async def upload(
     if not name:
         raise ApiError(422, "the uploaded file has no name")
     if PurePosixPath(name).suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise ApiError(415, f"unsupported file type {name!r}; upload a PDF, .txt or .md file")
+        raise ApiError(415, f"unsupported file type {name!r}; upload one of {', '.join(sorted(SUPPORTED_SUFFIXES))}")
     if doc_id is not None and not (doc_id.strip() and len(doc_id) <= MAX_DOC_ID_CHARS):
         raise ApiError(422, f"doc_id must be 1 to {MAX_DOC_ID_CHARS} characters, not blank")
     meta = _metadata(metadata)

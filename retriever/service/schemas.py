@@ -45,6 +45,7 @@ class Hit(BaseModel):
     metadata: dict[str, Any]
     start: int | None = None
     end: int | None = None
+    headings: list[str] = Field(default_factory=list, description="the heading path of the chunk's section")
 
 
 class SearchResponse(BaseModel):
@@ -65,6 +66,7 @@ class CitationOut(BaseModel):
     pages: list[int]
     chunk_indexes: list[int]
     score: float
+    headings: list[str] = Field(default_factory=list)
 
 
 class ContextResponse(BaseModel):
