@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-server lint format clean
+.PHONY: setup demo test test-fast test-server lint typecheck format clean
 
 setup: $(STAMP)
 
@@ -12,24 +12,31 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,service]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 # Ingest the shipped samples into an embedded store and run example searches (works offline).
 demo: setup
-	$(BIN)/indexer demo
+	$(BIN)/retriever demo
 
 # The test suite: offline, real FlagEmbedding on a tiny local model, real in-process Qdrant engines.
 test: setup
 	$(BIN)/python -m pytest
 
+# The inner loop: everything but the long groups marked `slow` (crash tests, score parity, ...).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not server"
+
 # The same suite plus the server tests, against a running Qdrant (docker compose up -d qdrant).
 test-server: setup
 	QDRANT_URL=$${QDRANT_URL:-http://localhost:6333} $(BIN)/python -m pytest -m server
 
-lint: setup
+lint: setup typecheck
 	$(BIN)/ruff check indexer retriever tests samples benchmarks
 	$(BIN)/ruff format --check indexer retriever tests samples benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format indexer retriever tests samples benchmarks

@@ -79,9 +79,9 @@ def build_model(target: Path, layers: int) -> Path:
 
 
 def corpus_sentences() -> list[str]:
-    from tests.tiny_model import _CORPUS_EN, _CORPUS_RU
+    from tests.tiny_model import CORPUS_FILE
 
-    lines = [ln.strip() for ln in (_CORPUS_EN + _CORPUS_RU).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in CORPUS_FILE.read_text(encoding="utf-8").splitlines() if ln.strip()]
     for p in sorted((REPO / "samples").rglob("*")):
         if p.suffix in (".txt", ".md"):
             lines += [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if len(ln.strip()) > 20]

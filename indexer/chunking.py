@@ -2,6 +2,10 @@
 
 Lengths are counted with the model's own tokenizer, special tokens included, so a chunk's
 ``token_count`` is exactly what the encoder sees, and the encoder never truncates.
+
+With ``headings`` (the default), a document with sections is split at its headings first: a section
+that fits the budget is one chunk, a longer one is split inside itself, and no chunk straddles two
+sections, except that small neighbouring sections are merged (see ``Chunker.groups``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from indexer.config import MAX_MODEL_TOKENS
 from indexer.errors import ChunkingError
-from indexer.models import Chunk, Document
+from indexer.models import Chunk, Document, common_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +79,9 @@ class TokenCounter:
 
 
 class Chunker:
-    """Token-bounded recursive splitting with character offsets and page numbers kept."""
+    """Token-bounded recursive splitting with character offsets, page numbers and heading paths kept."""
 
-    def __init__(self, tokenizer: Tokenizer, chunk_size: int, chunk_overlap: int = 0) -> None:
+    def __init__(self, tokenizer: Tokenizer, chunk_size: int, chunk_overlap: int = 0, headings: bool = True) -> None:
         if not 0 < chunk_size <= MAX_MODEL_TOKENS:
             raise ChunkingError(f"chunk_size must be in 1..{MAX_MODEL_TOKENS}, got {chunk_size}")
         if not 0 <= chunk_overlap < chunk_size:
@@ -87,6 +91,9 @@ class Chunker:
             raise ChunkingError(f"chunk_size {chunk_size} leaves no room for text next to special tokens")
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
+        self.headings = headings
+        # Sections are merged with their neighbours while the merged chunk is below this many tokens.
+        self.merge_below = chunk_size // 4
         # langchain adds up the lengths of the pieces it merges, so it measures content tokens against
         # the budget left after the special tokens; every chunk is then counted exactly, specials included.
         self._splitter = RecursiveCharacterTextSplitter(
@@ -166,9 +173,87 @@ class Chunker:
                 break
             i += max(1, size - step_back)
 
+    def groups(self, doc: Document) -> Iterator[tuple[int, int, tuple[str, ...]]]:
+        """``(start, end, headings)`` of each run of sections that becomes one chunk or is split alone.
+
+        A section is one run, except that a run still below ``merge_below`` tokens (a heading alone, a
+        short clause) takes in the next section when the whole fits the budget and the next section is
+        a sibling of the run's first one or below it: "2. Obligations" takes "2.1 Delivery", "2.1"
+        takes "2.2", but "2.1.3" does not take "2.2". A merged run's headings are what its sections share.
+        """
+        text = doc.text
+        run: list[tuple[int, int, tuple[str, ...]]] = []
+        run_tokens = 0
+        for section in doc.sections:
+            if run:
+                first = run[0][2]
+                shared = common_prefix([first, section.headings])
+                if run_tokens < self.merge_below and len(shared) >= len(first) - 1:
+                    s, e = _stripped(text, run[0][0], section.end)
+                    n = self.count(text[s:e]) if e > s else 0
+                    if n <= self.chunk_size:
+                        run.append((section.start, section.end, section.headings))
+                        run_tokens = n
+                        continue
+                yield run[0][0], run[-1][1], common_prefix([r[2] for r in run])
+            s, e = _stripped(text, section.start, section.end)
+            run = [(section.start, section.end, section.headings)]
+            run_tokens = self.count(text[s:e]) if e > s and e - s <= self.chunk_size * 64 else self.chunk_size
+        if run:
+            yield run[0][0], run[-1][1], common_prefix([r[2] for r in run])
+
+    def _section_spans(self, doc: Document) -> Iterator[tuple[int, int, int, tuple[str, ...]]]:
+        for start, end, headings in self.groups(doc):
+            s, e = _stripped(doc.text, start, end)
+            if s >= e:
+                continue
+            piece = doc.text[s:e]
+            tokens = self.count(piece) if e - s <= self.chunk_size * 64 else self.chunk_size + 1
+            if tokens <= self.chunk_size:
+                yield s, e, tokens, headings
+            else:
+                for a, b, n in self._attach_lead(piece, list(self.spans(piece))):
+                    yield s + a, s + b, n, headings
+
+    def _attach_lead(self, text: str, spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        """Keep a section's heading with the text after it when the splitter left the heading alone.
+
+        The splitter cuts at paragraph breaks first, so a heading followed by a long paragraph becomes a
+        chunk of its own. It is joined to the next chunk when both fit; else to as much of the next
+        chunk as fits with it, and the rest of that chunk stands alone.
+        """
+        if len(spans) < 2 or spans[0][2] >= self.merge_below:
+            return spans
+        (s0, e0, n0), (s1, e1, _) = spans[0], spans[1]
+        joined = self.count(text[s0:e1])
+        if joined <= self.chunk_size:
+            return [(s0, e1, joined), *spans[2:]]
+        budget = self.chunk_size - n0 - self.count.content(text[e0:s1]) if s1 > e0 else 0
+        if budget <= self.count.special + 1:
+            return spans
+        inner = Chunker(self.count.tokenizer, budget, 0, headings=False)
+        first = next(inner.spans(text[s1:e1]), None)
+        if first is None or s1 + first[1] >= e1:
+            return spans
+        head_end = s1 + first[1]
+        rest_start, rest_end = _stripped(text, head_end, e1)
+        head, rest = (
+            self.count(text[s0:head_end]),
+            self.count(text[rest_start:rest_end]) if rest_end > rest_start else 0,
+        )
+        if head > self.chunk_size or rest_start >= rest_end:
+            return spans
+        if len(spans) > 2 and spans[2][0] <= rest_start:  # the next chunk overlaps back over the rest: it holds it
+            return [(s0, head_end, head), *spans[2:]]
+        return [(s0, head_end, head), (rest_start, rest_end, rest), *spans[2:]]
+
     def split(self, doc: Document) -> Iterator[Chunk]:
         """The chunks of one document, numbered from 0."""
-        for index, (start, end, tokens) in enumerate(self.spans(doc.text)):
+        if self.headings and doc.sections:
+            pieces: Iterator[tuple[int, int, int, tuple[str, ...]]] = self._section_spans(doc)
+        else:
+            pieces = ((s, e, n, doc.headings_between(s, e)) for s, e, n in self.spans(doc.text))
+        for index, (start, end, tokens, headings) in enumerate(pieces):
             yield Chunk(
                 doc_id=doc.doc_id,
                 source=doc.source,
@@ -180,4 +265,14 @@ class Chunker:
                 pages=doc.pages_between(start, end),
                 token_count=tokens,
                 metadata=doc.metadata,
+                headings=headings,
             )
+
+
+def _stripped(text: str, start: int, end: int) -> tuple[int, int]:
+    """``[start, end)`` without the whitespace at either end."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end

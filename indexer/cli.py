@@ -1,4 +1,4 @@
-"""``indexer ingest|delete|status|demo``: thin wrappers over the pipeline."""
+"""``indexer ingest|delete|status``: thin wrappers over the pipeline and the admin operations."""
 
 from __future__ import annotations
 
@@ -46,17 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="list collections with document, chunk and point counts and their model")
     add_common_args(st)
     st.add_argument("--json", action="store_true", help="print as JSON")
-
-    d = sub.add_parser("demo", help="ingest the shipped samples and run example searches (works offline)")
-    add_common_args(d)
-    d.add_argument("--samples", type=Path, default=None, help="folder to ingest (default: the repo's samples/)")
     return parser
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from indexer.encoder import BGEM3Encoder
     from indexer.pipeline import IngestStopped, ingest
-    from indexer.store import open_store
+    from indexer.runtime import open_runtime
 
     settings = settings_from_args(
         args,
@@ -66,17 +61,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             "model": {"batch_size": args.batch_size},
         },
     )
-    # The store first: an unreachable server or a held embedded store fails before minutes of model loading.
-    store = open_store(settings.qdrant, settings.collection.name)
-    try:
-        store.check_available()
-        encoder = BGEM3Encoder(settings.model, settings.chunking.chunk_size, colbert=settings.collection.colbert)
+    with open_runtime(settings, "write") as rt:
         try:
             report = ingest(
                 args.paths,
                 settings,
-                encoder,
-                store,
+                rt.encoder,
+                rt.store,
                 recreate=args.recreate,
                 progress=not args.no_progress,
                 prune=args.prune,
@@ -85,8 +76,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         except IngestStopped as e:
             _print_report(e.report, args)
             return fail(str(e))
-    finally:
-        store.close()
     _print_report(report, args)
     if report.stopped:
         print(f"stopped: {report.stopped}", file=sys.stderr)
@@ -116,7 +105,7 @@ def _print_report(report, args: argparse.Namespace) -> None:  # noqa: ANN001 - I
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from indexer.pipeline import delete_documents
+    from indexer.admin import delete_documents
     from indexer.store import open_store
 
     if not args.doc_id and not args.source:
@@ -137,7 +126,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from indexer.pipeline import collection_status
+    from indexer.admin import collection_status
     from indexer.store import list_collections, open_store
 
     settings = settings_from_args(args)
@@ -150,15 +139,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         finally:
             store.close()
     if args.json:
-        print(json.dumps(rows, ensure_ascii=False, indent=2))
-    elif not rows:
+        print(json.dumps([r.as_dict() for r in rows], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if not rows:
         print("no collections")
-    for r in rows if not args.json else []:
+    for r in rows:
         print(
-            f"{r['collection']}: {r['documents']} documents, {r['chunks']} chunks, {r['points']} points; "
-            f"model {r['model']}, chunks {r['chunk_size']}/{r['chunk_overlap']} tokens"
-            + (f"; {r['unfinished']} unfinished (repaired by the next ingest)" if r["unfinished"] else "")
-            + f"  [{r['location']}]"
+            f"{r.collection}: {r.documents} documents, {r.chunks} chunks, {r.points} points; "
+            f"model {r.model}, chunks {r.chunk_size}/{r.chunk_overlap} tokens"
+            + (f"; {r.unfinished} unfinished (repaired by the next ingest)" if r.unfinished else "")
+            + f"  [{r.location}]"
         )
     return EXIT_OK
 
@@ -171,11 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ingest(args)
         if args.command == "delete":
             return cmd_delete(args)
-        if args.command == "status":
-            return cmd_status(args)
-        from indexer.demo import run_demo
-
-        return run_demo(args)
+        return cmd_status(args)
     except IndexerError as e:
         return fail(str(e))
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from indexer.errors import ConfigError
+from indexer.modes import DEFAULT_M3_WEIGHTS, Limit, M3Weights, SearchMode
 
 try:
     import tomllib
@@ -65,6 +66,7 @@ class ModelSettings(_Section):
 class ChunkingSettings(_Section):
     chunk_size: int = Field(512, ge=16, le=MAX_MODEL_TOKENS)  # tokens, special tokens included
     chunk_overlap: int = Field(64, ge=0)
+    headings: bool = True  # split at headings first (sections kept whole when they fit); False: plain splitting
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkingSettings:
@@ -91,30 +93,24 @@ class CollectionSettings(_Section):
     colbert_on_disk: bool = True
 
 
-SearchModeName = Literal["dense", "sparse", "hybrid", "hybrid_dbsf", "hybrid_colbert", "colbert", "m3"]
-RANK_FUSION_MODES = ("hybrid", "hybrid_dbsf")  # final scores are rank/normalisation artefacts, not similarities
-
-
 class RetrievalSettings(_Section):
-    mode: SearchModeName = "hybrid"
+    mode: SearchMode = SearchMode.HYBRID
     prefetch_limit: int = Field(100, ge=1, le=10_000)
     rrf_k: int = Field(60, ge=1)
     rrf_weights: tuple[float, float] | None = None  # (dense, sparse); None: equal
-    limit: int = Field(10, ge=1, le=1000)
+    limit: Limit = 10
     # BGE-M3's weighted sum (mode m3): dense, sparse, ColBERT, as in BGE-M3's README.
-    m3_weights: tuple[float, float, float] = (0.4, 0.2, 0.4)
+    m3_weights: M3Weights = DEFAULT_M3_WEIGHTS
     min_dense_score: float | None = None  # candidates below this cosine are dropped inside the prefetch
     min_sparse_score: float | None = None  # candidates below this lexical score are dropped inside the prefetch
     min_score: float | None = None  # threshold on the final score; similarity modes only (not RRF/DBSF)
 
     @model_validator(mode="after")
     def _check(self) -> RetrievalSettings:
-        if any(w < 0 for w in self.m3_weights) or sum(self.m3_weights) <= 0:
-            raise ValueError(f"m3_weights must be non-negative with a positive sum, got {list(self.m3_weights)}")
-        if self.min_score is not None and self.mode in RANK_FUSION_MODES:
+        if self.min_score is not None and not self.mode.score_is_similarity:
             raise ValueError(
-                f"min_score cannot apply to mode {self.mode!r}: its score is a fusion artefact, not a similarity; "
-                "use min_dense_score / min_sparse_score"
+                f"min_score cannot apply to mode {self.mode.value!r}: its score is a fusion artefact, not a "
+                "similarity; use min_dense_score / min_sparse_score"
             )
         return self
 
@@ -124,6 +120,7 @@ class IngestSettings(_Section):
     exclude: tuple[str, ...] = ()
     max_file_bytes: int = Field(200 * 1024 * 1024, ge=1)  # larger files are reported, not read
     pdf_password: str | None = Field(None, repr=False)  # tried on encrypted PDFs (after the empty password)
+    max_unpacked_bytes: int = Field(512 * 1024 * 1024, ge=1)  # an Office file (a zip) may unpack to at most this
     write_batch_points: int = Field(64, ge=1)
     write_batch_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)
     write_retries: int = Field(5, ge=0)

@@ -27,6 +27,19 @@ class PageSpan:
 
 
 @dataclass(frozen=True, slots=True)
+class SectionSpan:
+    """Where one section of a document lies in its text, and the headings above it (outermost first).
+
+    A document's sections are in order and do not overlap; text before the first heading is a section
+    with no headings. A section ends where the next heading (of any level) begins.
+    """
+
+    start: int
+    end: int
+    headings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     """The full text of one source, with the page layout needed to place chunks."""
 
@@ -36,10 +49,29 @@ class Document:
     text: str
     pages: tuple[PageSpan, ...]
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    sections: tuple[SectionSpan, ...] = ()  # from headings (Markdown, HTML, Office, a PDF's outline); () if none
 
     def pages_between(self, start: int, end: int) -> tuple[int, ...]:
         """Page numbers that overlap the character range [start, end)."""
         return tuple(p.number for p in self.pages if p.start < end and start < p.end) or (self.pages[-1].number,)
+
+    def headings_between(self, start: int, end: int) -> tuple[str, ...]:
+        """The heading path of the range [start, end): its section's, or what the sections it spans share."""
+        paths = [s.headings for s in self.sections if s.start < end and start < s.end]
+        return common_prefix(paths)
+
+
+def common_prefix(paths: list[tuple[str, ...]]) -> tuple[str, ...]:
+    """The longest heading path that starts every one of ``paths`` (() for none)."""
+    if not paths:
+        return ()
+    first = paths[0]
+    n = len(first)
+    for other in paths[1:]:
+        n = min(n, len(other))
+        while n and other[:n] != first[:n]:
+            n -= 1
+    return first[:n]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +88,7 @@ class Chunk:
     pages: tuple[int, ...]
     token_count: int  # as the model sees it, special tokens included
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    headings: tuple[str, ...] = ()  # the section the chunk belongs to, outermost heading first
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,151 +2,44 @@
 
 Every stage streams, so memory stays bounded by one document plus one encoding group, whatever the
 corpus size; chunks of many documents share an encoding call. Runs are incremental and crash-safe:
-an unchanged document is skipped before it is parsed, a changed one is written as a new version
-before its old version is removed, and every step is recorded (``indexer.records``) so that a run
-killed at any moment is repaired by the next one.
+an unchanged document is skipped before it is parsed, and a changed one goes through the
+document-version protocol (``indexer.versions``), so that a run killed at any moment is repaired by
+the next one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import models
 from tqdm import tqdm
 
+from indexer import versions
+from indexer.admin import prune
 from indexer.chunking import Chunker
 from indexer.config import Settings
 from indexer.encoder import BATCHES_PER_CALL, Encoder
 from indexer.errors import EncodingError, IndexerError, LoaderError, StoreError
 from indexer.faults import crash_point
-from indexer.loaders import check_source, discover, is_supported, load_file, read_checked, sha256_bytes
+from indexer.loaders import check_source, discover, is_supported, load_bytes, load_file, read_checked, sha256_bytes
 from indexer.models import Chunk, Document, EncodedChunk, SourceFile
 from indexer.points import to_point
-from indexer.records import (
-    CLEANUP,
-    COLLECTION_RECORD_ID,
-    COMPLETE,
-    KIND_CHUNK,
-    KIND_DOCUMENT,
-    WRITING,
-    CollectionRecord,
-    DocumentRecord,
-    chunks_filter,
-    document_record_id,
-    kind_filter,
-    unfinished_filter,
-)
-from indexer.schema import CollectionSpec
+from indexer.records import COLLECTION_RECORD_ID, CollectionRecord
+from indexer.report import FileResult, IngestReport, IngestStopped
+from indexer.runtime import collection_spec
 from indexer.store import Store
+from indexer.versions import DocumentRecord, FileStat
 from indexer.writer import Writer
+
+__all__ = ["FileResult", "IngestReport", "IngestStopped", "ingest", "ingest_bytes", "ingest_documents"]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(slots=True)
-class FileResult:
-    source: str
-    status: str = "ok"  # ok | unchanged | skipped | failed
-    chunks: int = 0
-    tokens: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    doc_id: str | None = None
-    content_hash: str | None = None
-
-
-@dataclass(slots=True)
-class IngestReport:
-    collection: str
-    files: list[FileResult] = field(default_factory=list)
-    pruned: list[str] = field(default_factory=list)
-    repaired: int = 0  # documents left unfinished by an earlier run and repaired by this one
-    stopped: str | None = None  # why the run stopped before the end (--fail-fast), if it did
-    seconds: float = 0.0
-
-    def _count(self, status: str) -> int:
-        return sum(f.status == status for f in self.files)
-
-    @property
-    def documents(self) -> int:
-        """Documents written by this run (new or changed)."""
-        return self._count("ok")
-
-    @property
-    def unchanged(self) -> int:
-        return self._count("unchanged")
-
-    @property
-    def skipped(self) -> list[FileResult]:
-        return [f for f in self.files if f.status == "skipped"]
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return [f for f in self.files if f.status == "failed"]
-
-    @property
-    def chunks(self) -> int:
-        return sum(f.chunks for f in self.files if f.status == "ok")
-
-    @property
-    def tokens(self) -> int:
-        return sum(f.tokens for f in self.files if f.status == "ok")
-
-    def summary(self) -> str:
-        text = (
-            f"{self.documents} documents ingested ({self.chunks} chunks, {self.tokens} tokens), "
-            f"{self.unchanged} unchanged, {len(self.skipped)} skipped, {len(self.failed)} failed"
-        )
-        if self.pruned:
-            text += f", {len(self.pruned)} pruned"
-        if self.repaired:
-            text += f", {self.repaired} repaired from an interrupted run"
-        return f"{text}; collection {self.collection!r}, {self.seconds:.1f}s"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "collection": self.collection,
-            "documents": self.documents,
-            "unchanged": self.unchanged,
-            "skipped": len(self.skipped),
-            "failed": len(self.failed),
-            "chunks": self.chunks,
-            "tokens": self.tokens,
-            "pruned": self.pruned,
-            "repaired": self.repaired,
-            "stopped": self.stopped,
-            "seconds": round(self.seconds, 3),
-            "files": [
-                {
-                    "source": f.source,
-                    "status": f.status,
-                    "doc_id": f.doc_id,
-                    "chunks": f.chunks,
-                    "tokens": f.tokens,
-                    "seconds": round(f.seconds, 3),
-                    "error": f.error,
-                }
-                for f in self.files
-            ],
-        }
-
-
-class IngestStopped(StoreError):
-    """The store failed for good in the middle of a run; ``report`` says what was done before."""
-
-    def __init__(self, message: str, report: IngestReport) -> None:
-        super().__init__(message)
-        self.report = report
-
-
-def doc_filter(doc_id: str, keep_hash: str | None = None) -> models.Filter:
-    """Chunk points of ``doc_id``; with ``keep_hash``, only those of other versions than that one."""
-    return chunks_filter(doc_id, other_than=keep_hash)
+NO_FILE: FileStat = (None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +52,19 @@ class _Item:
     document: Document | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Load:
+    """What to do with an item: write ``document`` (read from a file of ``file_stat``), or nothing.
+
+    ``refresh`` is the record of an unchanged document whose file was touched: rewriting it with the new
+    modification time lets the next run skip the file without reading it.
+    """
+
+    document: Document | None = None
+    file_stat: FileStat = NO_FILE
+    refresh: DocumentRecord | None = None
+
+
 @dataclass(slots=True)
 class _Doc:
     """A document being written by this run."""
@@ -166,7 +72,7 @@ class _Doc:
     result: FileResult
     record: DocumentRecord  # its record as the store has it now (state "writing")
     remaining: int  # chunks not yet handed to the writer
-    file_stat: tuple[int | None, int | None] = (None, None)  # (size, mtime) of the file this version was read from
+    file_stat: FileStat = NO_FILE
     failed: bool = False
 
 
@@ -182,9 +88,9 @@ class _Run:
     ) -> None:
         self.settings, self.encoder, self.store, self.report = settings, encoder, store, report
         self.metadata = metadata
-        self.optimize = True  # uploads of a few documents skip Edge's (whole-shard) optimize
-        self.spec = CollectionSpec.for_model(settings.collection, encoder.dense_dim, encoder.colbert_dim)
-        self.chunker = Chunker(encoder.tokenizer, settings.chunking.chunk_size, settings.chunking.chunk_overlap)
+        self.spec = collection_spec(settings, encoder)
+        c = settings.chunking
+        self.chunker = Chunker(encoder.tokenizer, c.chunk_size, c.chunk_overlap, headings=c.headings)
         self.writer = Writer(
             store,
             max_points=settings.ingest.write_batch_points,
@@ -209,14 +115,15 @@ class _Run:
             colbert_dim=self.spec.colbert_dim,
             chunk_size=self.settings.chunking.chunk_size,
             chunk_overlap=self.settings.chunking.chunk_overlap,
+            chunk_headings=self.settings.chunking.headings,
         )
         existing = self.store.retrieve([COLLECTION_RECORD_ID])
         if existing:
             CollectionRecord.from_payload(existing[0].payload).check_compatible(ours, self.store.collection)
         else:
             self.store.upsert([ours.point()], wait=True)
-        self.report.repaired = recover(self.store, self.writer)
-        self.known = {r.doc_id: r for r in document_records(self.store)}
+        self.report.repaired = versions.recover(self.store, self.writer)
+        self.known = {r.doc_id: r for r in versions.document_records(self.store)}
 
     # --------------------------------------------------------------------------------------- documents
 
@@ -225,7 +132,10 @@ class _Run:
         result = FileResult(source=item.source)
         self.report.files.append(result)
         try:
-            doc, file_stat = self._load_if_changed(item, result)
+            load = self._load_if_changed(item, result)
+            if load.refresh is not None:
+                self.writer.add(load.refresh.point())
+            doc = load.document
             if doc is None:
                 return result
             chunks = list(self.chunker.split(doc))
@@ -238,20 +148,8 @@ class _Run:
         finally:
             result.seconds += time.perf_counter() - started
         crash_point("document")
-        previous = self.known.get(doc.doc_id)
-        # Until the new version is complete, the record keeps describing the previous one.
-        record = DocumentRecord(
-            doc_id=doc.doc_id,
-            source=doc.source,
-            root=item.root,
-            content_hash=previous.content_hash if previous else None,
-            state=WRITING,
-            pending_hash=doc.content_hash,
-            file_size=previous.file_size if previous else None,
-            file_mtime_ns=previous.file_mtime_ns if previous else None,
-        )
-        self.writer.add(record.point())  # written before any chunk of the new version
-        state = _Doc(result, record, remaining=len(chunks), file_stat=file_stat)
+        record = versions.begin(self.writer, doc, item.root, self.known.get(doc.doc_id))
+        state = _Doc(result, record, remaining=len(chunks), file_stat=load.file_stat)
         for chunk in chunks:
             if state.failed:
                 break
@@ -260,10 +158,8 @@ class _Run:
                 self.encode_group()
         return result
 
-    def _load_if_changed(
-        self, item: _Item, result: FileResult
-    ) -> tuple[Document | None, tuple[int | None, int | None]]:
-        """The document and the (size, mtime) of its file, or None (status "unchanged" or "skipped").
+    def _load_if_changed(self, item: _Item, result: FileResult) -> _Load:
+        """Decide what to do with an item (``result`` gets its status); writes nothing.
 
         A file whose size and modification time match its record is not read at all; otherwise its
         bytes are hashed, and only a changed hash leads to parsing.
@@ -273,33 +169,38 @@ class _Run:
             result.doc_id, result.content_hash = doc.doc_id, doc.content_hash
             if self._unchanged(doc.doc_id, doc.content_hash):
                 result.status = "unchanged"
-                return None, (None, None)
-            return doc, (None, None)
+                return _Load()
+            return _Load(document=doc)
         assert item.file is not None
         if not is_supported(item.file.rel_path):
             result.status = "skipped"
             result.error = f"unsupported file type {Path(item.file.rel_path).suffix or '(none)'!r}"
-            return None, (None, None)
+            return _Load()
         st = check_source(item.file, self.settings.ingest.max_file_bytes)
         known = self.known.get(item.file.rel_path)
         result.doc_id = item.file.rel_path
-        if known and known.state == COMPLETE and (known.file_size, known.file_mtime_ns) == (st.st_size, st.st_mtime_ns):
+        if known and known.is_complete() and (known.file_size, known.file_mtime_ns) == (st.st_size, st.st_mtime_ns):
             result.status, result.content_hash = "unchanged", known.content_hash
-            return None, (None, None)
+            return _Load()
         data = read_checked(item.file)
         result.content_hash = sha256_bytes(data)
         file_stat = (len(data), st.st_mtime_ns)
-        if self._unchanged(result.doc_id, result.content_hash):
+        if known is not None and known.is_complete(result.content_hash):
             result.status = "unchanged"
-            assert known is not None
-            self.writer.add(replace(known, file_size=file_stat[0], file_mtime_ns=file_stat[1]).point())
-            return None, (None, None)
-        doc = load_file(item.file, self.metadata, pdf_password=self.settings.ingest.pdf_password, data=data)
-        return doc, file_stat
+            return _Load(refresh=known.with_file(file_stat))
+        ingest = self.settings.ingest
+        doc = load_file(
+            item.file,
+            self.metadata,
+            pdf_password=ingest.pdf_password,
+            data=data,
+            max_unpacked_bytes=ingest.max_unpacked_bytes,
+        )
+        return _Load(document=doc, file_stat=file_stat)
 
     def _unchanged(self, doc_id: str, content_hash: str) -> bool:
         known = self.known.get(doc_id)
-        return known is not None and known.state == COMPLETE and known.content_hash == content_hash
+        return known is not None and known.is_complete(content_hash)
 
     # --------------------------------------------------------------------------------------- encoding
 
@@ -334,71 +235,19 @@ class _Run:
     def finalize(self, doc: _Doc) -> None:
         """The new version is complete (its chunks are ahead in the write order): switch, then clean up."""
         crash_point("finalize")
-        new_hash = doc.record.pending_hash
-        done = replace(
-            doc.record,
-            content_hash=new_hash,
-            pending_hash=None,
-            chunks=doc.result.chunks,
-            tokens=doc.result.tokens,
-            state=COMPLETE,
-            file_size=doc.file_stat[0],
-            file_mtime_ns=doc.file_stat[1],
-        )
-        self.writer.add(replace(done, state=CLEANUP).point())
-        self.writer.delete(chunks_filter(done.doc_id, other_than=new_hash))
-        self.writer.add(done.point())
+        done = versions.complete(self.writer, doc.record, doc.result.chunks, doc.result.tokens, doc.file_stat)
         self.known[done.doc_id] = done
 
     def abandon(self, doc: _Doc, error: str) -> None:
-        """Undo a version that cannot be completed; the previous one, if any, stays as it was."""
         doc.failed = True
         doc.result.status, doc.result.error = "failed", error
-        self.writer.delete(chunks_filter(doc.record.doc_id, doc.record.pending_hash))
-        restore_record(self.writer, doc.record)
+        versions.abandon(self.writer, doc.record)
 
     def close(self) -> None:
         self.encode_group()
         crash_point("end")
-        self.writer.close(optimize=self.optimize)
+        self.writer.close()
         self.chunks_bar.close()
-
-
-def restore_record(writer: Writer, record: DocumentRecord) -> None:
-    if record.content_hash is None:
-        writer.delete(_record_filter(record.doc_id))
-    else:
-        writer.add(replace(record, state=COMPLETE, pending_hash=None).point())
-
-
-def _record_filter(doc_id: str) -> models.Filter:
-    return models.Filter(must=[models.HasIdCondition(has_id=[document_record_id(doc_id)])])
-
-
-def document_records(store: Store, flt: models.Filter | None = None) -> Iterable[DocumentRecord]:
-    for p in store.scroll(flt or kind_filter(KIND_DOCUMENT)):
-        yield DocumentRecord.from_payload(p.payload)
-
-
-def recover(store: Store, writer: Writer) -> int:
-    """Repair what an interrupted run left: returns the number of documents repaired.
-
-    - ``writing``: the new version may be partial; remove it and go back to the previous one.
-    - ``cleanup``: the new version is complete; finish removing the older ones.
-    """
-    repaired = 0
-    for record in list(document_records(store, unfinished_filter())):
-        if record.state == WRITING:
-            writer.delete(chunks_filter(record.doc_id, record.pending_hash))
-            restore_record(writer, record)
-        else:
-            writer.delete(chunks_filter(record.doc_id, other_than=record.content_hash))
-            writer.add(replace(record, state=COMPLETE, pending_hash=None).point())
-        repaired += 1
-    writer.flush(wait=True)
-    if repaired:
-        logger.warning("repaired %d documents left unfinished by an interrupted run", repaired)
-    return repaired
 
 
 def _items(
@@ -458,8 +307,34 @@ def ingest_documents(
     report = IngestReport(collection=store.collection)
     items = [_Item(source=doc.doc_id, root="", document=doc) for doc in documents]
     run = _Run(settings, encoder, store, report, progress)
-    run.optimize = False
     return _execute(run, items, {}, False, False)
+
+
+def ingest_bytes(
+    data: bytes,
+    name: str,
+    settings: Settings,
+    encoder: Encoder,
+    store: Store,
+    *,
+    doc_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> tuple[Document, FileResult]:
+    """Index one file's bytes (an upload); the same doc id again replaces its previous version.
+
+    Raises ``LoaderError`` for bytes that cannot be read as a document of ``name``'s type.
+    """
+    doc = load_bytes(
+        data,
+        name,
+        doc_id=doc_id or name,
+        source=name,
+        metadata=metadata,
+        pdf_password=settings.ingest.pdf_password,
+        max_unpacked_bytes=settings.ingest.max_unpacked_bytes,
+    )
+    [result] = ingest_documents([doc], settings, encoder, store).files
+    return doc, result
 
 
 def _execute(
@@ -482,12 +357,8 @@ def _execute(
                 report.stopped = f"--fail-fast: {result.source}: {result.error}"
                 break
         if report.stopped is None:
-            for root, seen in prune_roots.items():
-                gone = [r for r in run.known.values() if r.root == root and r.doc_id not in seen]
-                for record in gone:
-                    run.writer.delete(chunks_filter(record.doc_id))
-                    run.writer.delete(_record_filter(record.doc_id))
-                    report.pruned.append(record.doc_id)
+            for root, present in prune_roots.items():
+                report.pruned.extend(prune(run.writer, run.known.values(), root, present))
         run.close()
     except StoreError as e:
         report.seconds = time.perf_counter() - started
@@ -502,40 +373,3 @@ def _execute(
     report.seconds = time.perf_counter() - started
     logger.info("ingest: %s", report.summary())
     return report
-
-
-def delete_documents(
-    store: Store, doc_ids: Iterable[str] = (), sources: Iterable[str] = (), writer: Writer | None = None
-) -> list[str]:
-    """Remove documents (chunks and records) by doc id or by source path; returns the doc ids removed."""
-    wanted_ids, wanted_sources = set(doc_ids), {str(s) for s in sources}
-    resolved = {str(Path(s).resolve()) for s in wanted_sources}
-    hits = [
-        r.doc_id
-        for r in document_records(store)
-        if r.doc_id in wanted_ids or r.source in wanted_sources or str(Path(r.source).resolve()) in resolved
-    ]
-    writer = writer or Writer(store)
-    for doc_id in hits:
-        writer.delete(chunks_filter(doc_id))
-        writer.delete(_record_filter(doc_id))
-    writer.close()
-    return hits
-
-
-def collection_status(store: Store) -> dict[str, Any]:
-    """Counts and provenance of one collection (opened for reading)."""
-    store.open_collection()
-    record = store.retrieve([COLLECTION_RECORD_ID])
-    built = CollectionRecord.from_payload(record[0].payload) if record else None
-    return {
-        "collection": store.collection,
-        "location": store.location,
-        "documents": store.count(kind_filter(KIND_DOCUMENT)),
-        "chunks": store.count(kind_filter(KIND_CHUNK)),
-        "points": store.count(),
-        "unfinished": store.count(unfinished_filter()),
-        "model": built.model if built else None,
-        "chunk_size": built.chunk_size if built else None,
-        "chunk_overlap": built.chunk_overlap if built else None,
-    }

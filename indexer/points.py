@@ -33,6 +33,7 @@ def chunk_payload(chunk: Chunk) -> dict[str, Any]:
         "start": chunk.start,
         "end": chunk.end,
         "token_count": chunk.token_count,
+        "headings": list(chunk.headings),
         "metadata": dict(chunk.metadata),
     }
 

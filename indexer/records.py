@@ -1,15 +1,8 @@
-"""Bookkeeping kept inside the collection itself: one record per document and one for the collection.
+"""Bookkeeping kept inside the collection itself: what kind a point is, and which model built the collection.
 
-Records are points without vectors (no search can return them), written through the same ordered
-write stream as the chunks, so a record never claims more than the store holds:
-
-- a document record says which version (content hash) of the document is complete, and which one is
-  being written (``state = "writing"``) or whose older versions are being removed (``"cleanup"``);
-- the collection record says which model and chunking built the collection.
-
-A run that dies at any moment leaves records from which the next run repairs the collection (see
-``pipeline.recover``): half-written versions are removed, old versions whose replacement is complete
-are removed, and nothing complete is lost.
+Besides chunks, the collection holds points without vectors (no search can return them): one record per
+document (its versions, see ``indexer.versions``) and one for the collection, saying which model and
+chunking built it.
 """
 
 from __future__ import annotations
@@ -29,67 +22,28 @@ KIND_CHUNK = "chunk"
 KIND_DOCUMENT = "document"
 KIND_COLLECTION = "collection"
 
-COMPLETE, WRITING, CLEANUP = "complete", "writing", "cleanup"
 COLLECTION_RECORD_ID = str(uuid.uuid5(POINT_NAMESPACE, "\x1fcollection"))
 
 
-def document_record_id(doc_id: str) -> str:
-    return str(uuid.uuid5(POINT_NAMESPACE, f"\x1fdocument\x1f{doc_id}"))
-
-
-def _match(key: str, value: Any) -> models.FieldCondition:
+def match(key: str, value: Any) -> models.FieldCondition:
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
 
 def kind_filter(kind: str) -> models.Filter:
-    return models.Filter(must=[_match(KIND, kind)])
+    return models.Filter(must=[match(KIND, kind)])
 
 
 def chunks_filter(
     doc_id: str | None = None, content_hash: str | None = None, *, other_than: str | None = None
 ) -> models.Filter:
     """Chunk points: all, of one document, of one version, or of every version but ``other_than``."""
-    must = [_match(KIND, KIND_CHUNK)]
+    must: list[models.Condition] = [match(KIND, KIND_CHUNK)]
     if doc_id is not None:
-        must.append(_match("doc_id", doc_id))
+        must.append(match("doc_id", doc_id))
     if content_hash is not None:
-        must.append(_match("content_hash", content_hash))
-    must_not = [_match("content_hash", other_than)] if other_than is not None else None
+        must.append(match("content_hash", content_hash))
+    must_not: list[models.Condition] | None = [match("content_hash", other_than)] if other_than is not None else None
     return models.Filter(must=must, must_not=must_not)
-
-
-def unfinished_filter() -> models.Filter:
-    """Document records a run left in the middle of a change."""
-    return models.Filter(must=[_match(KIND, KIND_DOCUMENT)], must_not=[_match("state", COMPLETE)])
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentRecord:
-    doc_id: str
-    source: str
-    root: str  # the ingest root the document was found under ("" for uploads); --prune works per root
-    content_hash: str | None  # the complete version, if any
-    state: str = COMPLETE
-    pending_hash: str | None = None  # the version being written while state is "writing"
-    chunks: int = 0
-    tokens: int = 0
-    file_size: int | None = None  # with the modification time: an untouched file is not even read again
-    file_mtime_ns: int | None = None
-
-    def point(self) -> PointRecord:
-        return PointRecord(id=document_record_id(self.doc_id), payload={KIND: KIND_DOCUMENT, **asdict(self)})
-
-    @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> DocumentRecord:
-        return cls(
-            **{k: payload.get(k) for k in cls.__dataclass_fields__}
-            | {
-                "chunks": int(payload.get("chunks") or 0),
-                "tokens": int(payload.get("tokens") or 0),
-                "state": payload.get("state") or COMPLETE,
-                "root": payload.get("root") or "",
-            }
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +56,14 @@ class CollectionRecord:
     colbert_dim: int | None
     chunk_size: int
     chunk_overlap: int
+    chunk_headings: bool = False  # sections split at headings first (collections built before that: plain)
 
     def point(self) -> PointRecord:
         return PointRecord(id=COLLECTION_RECORD_ID, payload={KIND: KIND_COLLECTION, **asdict(self)})
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> CollectionRecord:
-        return cls(**{k: payload[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: payload[k] for k in cls.__dataclass_fields__ if k in payload})
 
     def check_compatible(self, other: CollectionRecord, collection: str) -> None:
         """Refuse to add chunks made by another model or chunking to this collection."""
@@ -119,6 +74,11 @@ class CollectionRecord:
             problems.append(
                 f"it was chunked with chunk_size={self.chunk_size}, chunk_overlap={self.chunk_overlap}; this run "
                 f"uses {other.chunk_size}, {other.chunk_overlap}"
+            )
+        if self.chunk_headings != other.chunk_headings:
+            how = "at headings first" if self.chunk_headings else "without regard to headings"
+            problems.append(
+                f"its chunks were split {how}; this run sets chunking.headings = {str(other.chunk_headings).lower()}"
             )
         if problems:
             raise SchemaMismatchError(

@@ -1,11 +1,13 @@
-"""The index contract: vector names, collection parameters and payload fields, defined here only."""
+"""The index contract, engine-neutral: vector names, sizes, distances, datatypes and payload fields.
+
+Each store backend turns a ``CollectionSpec`` into its engine's own collection parameters and reads an
+existing collection back as a ``CollectionInfo``; nothing else in the code knows engine types.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
-
-from qdrant_client import models
+from typing import Any, Literal
 
 from indexer.config import CollectionSettings
 from indexer.errors import SchemaMismatchError
@@ -14,19 +16,69 @@ DENSE = "dense"
 SPARSE = "sparse"
 COLBERT = "colbert"
 
-# Payload fields written for every chunk, and the index type of those that filters use.
-PAYLOAD_INDEXES: dict[str, models.PayloadSchemaType] = {
-    "kind": models.PayloadSchemaType.KEYWORD,  # chunk | document | collection (see indexer.records)
-    "state": models.PayloadSchemaType.KEYWORD,
-    "root": models.PayloadSchemaType.KEYWORD,
-    "doc_id": models.PayloadSchemaType.KEYWORD,
-    "source": models.PayloadSchemaType.KEYWORD,
-    "content_hash": models.PayloadSchemaType.KEYWORD,
-    "chunk_index": models.PayloadSchemaType.INTEGER,
-    "pages": models.PayloadSchemaType.INTEGER,
-}
+DISTANCE = "cosine"  # dense and ColBERT: BGE-M3's vectors are L2-normalised; sparse is always a dot product
 
-_DATATYPES = {"float32": models.Datatype.FLOAT32, "float16": models.Datatype.FLOAT16}
+# Payload fields that filters and bookkeeping use, and their index type ("keyword" or "integer").
+PayloadType = Literal["keyword", "integer"]
+PAYLOAD_INDEXES: dict[str, PayloadType] = {
+    "kind": "keyword",  # chunk | document | collection (see indexer.records)
+    "state": "keyword",
+    "root": "keyword",
+    "doc_id": "keyword",
+    "source": "keyword",
+    "content_hash": "keyword",
+    "chunk_index": "integer",
+    "pages": "integer",
+}
+KEYWORD_FIELDS = frozenset(k for k, v in PAYLOAD_INDEXES.items() if v == "keyword")
+
+VectorKind = Literal["dense", "multivector", "sparse"]
+
+
+@dataclass(frozen=True, slots=True)
+class VectorInfo:
+    """One named vector of a collection, as far as stored points depend on it."""
+
+    name: str
+    kind: VectorKind
+    size: int | None = None  # None for sparse vectors
+
+    def describe(self) -> str:
+        if self.kind == "sparse":
+            return "a sparse vector"
+        return f"{'a multivector' if self.kind == 'multivector' else 'a dense vector'} of size {self.size}"
+
+    def as_dict(self) -> dict[str, Any] | str:
+        """The JSON form the service reports (and Edge's collection record stores)."""
+        return "sparse" if self.kind == "sparse" else {"size": self.size, "multivector": self.kind == "multivector"}
+
+    @classmethod
+    def from_dict(cls, name: str, value: dict[str, Any] | str) -> VectorInfo:
+        if value == "sparse":
+            return cls(name, "sparse")
+        assert isinstance(value, dict)
+        return cls(name, "multivector" if value["multivector"] else "dense", int(value["size"]))
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    """What an existing collection holds: its named vectors (engine-neutral)."""
+
+    name: str
+    vectors: tuple[VectorInfo, ...]
+
+    def vector(self, name: str) -> VectorInfo | None:
+        return next((v for v in self.vectors if v.name == name), None)
+
+    def has(self, name: str) -> bool:
+        return self.vector(name) is not None
+
+    def vectors_dict(self) -> dict[str, Any]:
+        return {v.name: v.as_dict() for v in self.vectors}
+
+    @classmethod
+    def from_dict(cls, name: str, vectors: dict[str, Any]) -> CollectionInfo:
+        return cls(name, tuple(VectorInfo.from_dict(k, v) for k, v in sorted(vectors.items())))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,89 +107,27 @@ class CollectionSpec:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def vector_shape(self) -> dict[str, Any]:
-        """The part of the spec that stored points depend on: names, sizes and kinds of vectors."""
-        shape: dict[str, Any] = {DENSE: {"size": self.dense_dim, "multivector": False}, SPARSE: "sparse"}
+    def info(self) -> CollectionInfo:
+        """The collection this spec makes: names, sizes and kinds of vectors."""
+        vectors = [VectorInfo(DENSE, "dense", self.dense_dim), VectorInfo(SPARSE, "sparse")]
         if self.colbert_dim is not None:
-            shape[COLBERT] = {"size": self.colbert_dim, "multivector": True}
-        return shape
+            vectors.append(VectorInfo(COLBERT, "multivector", self.colbert_dim))
+        return CollectionInfo(self.name, tuple(sorted(vectors, key=lambda v: v.name)))
 
 
-def qdrant_vectors(
-    spec: CollectionSpec,
-) -> tuple[dict[str, models.VectorParams], dict[str, models.SparseVectorParams]]:
-    """Named vectors for qdrant-client's ``create_collection`` (server and local mode)."""
-    dense = {
-        DENSE: models.VectorParams(
-            size=spec.dense_dim, distance=models.Distance.COSINE, datatype=_DATATYPES[spec.dense_datatype]
-        )
-    }
-    if spec.colbert_dim is not None:
-        dense[COLBERT] = models.VectorParams(
-            size=spec.colbert_dim,
-            distance=models.Distance.COSINE,
-            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
-            hnsw_config=models.HnswConfigDiff(m=0),  # rerank only: no graph (Qdrant's own advice)
-            datatype=_DATATYPES[spec.colbert_datatype],
-            on_disk=spec.colbert_on_disk,
-        )
-    # No IDF modifier: BGE-M3 lexical weights are learned and scored by a plain dot product.
-    sparse = {SPARSE: models.SparseVectorParams(index=models.SparseIndexParams(on_disk=False), modifier=None)}
-    return dense, sparse
-
-
-def edge_config(spec: CollectionSpec) -> Any:
-    """The same collection for Qdrant Edge (its own pyo3 classes)."""
-    import qdrant_edge as qe
-
-    datatypes = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16}
-    vectors = {
-        DENSE: qe.EdgeVectorParams(
-            size=spec.dense_dim, distance=qe.Distance.Cosine, datatype=datatypes[spec.dense_datatype]
-        )
-    }
-    if spec.colbert_dim is not None:
-        vectors[COLBERT] = qe.EdgeVectorParams(
-            size=spec.colbert_dim,
-            distance=qe.Distance.Cosine,
-            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
-            datatype=datatypes[spec.colbert_datatype],
-            hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
-            on_disk=spec.colbert_on_disk,
-        )
-    return qe.EdgeConfig(vectors=vectors, sparse_vectors={SPARSE: qe.EdgeSparseVectorParams()})
-
-
-def shape_of_qdrant_collection(info: models.CollectionInfo) -> dict[str, Any]:
-    """``vector_shape()`` of an existing qdrant-client collection."""
-    params = info.config.params
-    vectors = params.vectors if isinstance(params.vectors, dict) else {"": params.vectors} if params.vectors else {}
-    shape: dict[str, Any] = {
-        name: {"size": v.size, "multivector": v.multivector_config is not None} for name, v in vectors.items()
-    }
-    for name in params.sparse_vectors or {}:
-        shape[name] = "sparse"
-    return shape
-
-
-def check_shape(collection: str, expected: dict[str, Any], actual: dict[str, Any]) -> None:
-    """Raise a schema-mismatch error naming every difference."""
-    if expected == actual:
+def check_shape(expected: CollectionInfo, actual: CollectionInfo) -> None:
+    """Raise a schema-mismatch error naming every difference between two collections' vectors."""
+    if expected.vectors == actual.vectors:
         return
     diffs = []
-    for name in sorted(set(expected) | set(actual), key=str):
-        want, have = expected.get(name), actual.get(name)
+    for name in sorted({v.name for v in expected.vectors} | {v.name for v in actual.vectors}):
+        want, have = expected.vector(name), actual.vector(name)
         if want != have:
-            diffs.append(f"{name or '<unnamed>'}: expected {_describe(want)}, found {_describe(have)}")
+            diffs.append(
+                f"{name or '<unnamed>'}: expected {want.describe() if want else 'nothing'}, "
+                f"found {have.describe() if have else 'nothing'}"
+            )
     raise SchemaMismatchError(
-        f"collection {collection!r} exists with other vectors than this configuration needs ({'; '.join(diffs)}). "
+        f"collection {actual.name!r} exists with other vectors than this configuration needs ({'; '.join(diffs)}). "
         "Use another collection name, the model that built it, or --recreate to rebuild it"
     )
-
-
-def _describe(v: Any) -> str:
-    if v is None:
-        return "nothing"
-    if v == "sparse":
-        return "a sparse vector"
-    return f"{'a multivector' if v['multivector'] else 'a dense vector'} of size {v['size']}"

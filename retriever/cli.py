@@ -14,7 +14,8 @@ from pathlib import Path
 
 from indexer.cliutil import EXIT_OK, add_common_args, fail, settings_from_args, setup_logging
 from indexer.errors import ConfigError, IndexerError
-from retriever.query import SearchMode
+from indexer.extras import needs
+from indexer.modes import SearchMode
 
 SWEEP_DEPTHS = (100, 200, 400, 800)  # retriever.evaluation's defaults (kept here so --help stays instant)
 SWEEP_RRF_KS = (2, 10, 30, 60, 100)
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--depths", default=",".join(map(str, SWEEP_DEPTHS)), help="sweep prefetch depths")
     e.add_argument("--rrf-ks", default=",".join(map(str, SWEEP_RRF_KS)), help="sweep RRF k values")
     add_common_args(e)
+    d = sub.add_parser("demo", help="ingest the shipped samples and run example searches (works offline)")
+    add_common_args(d)
+    d.add_argument("--samples", type=Path, default=None, help="folder to ingest (default: the repo's samples/)")
     s = sub.add_parser("serve", help="run the HTTP retrieval service (FastAPI + uvicorn)")
     s.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default from config: 8000)")
@@ -75,7 +79,7 @@ def _ints(text: str, flag: str) -> list[int]:
 
 
 def run_eval_command(args: argparse.Namespace) -> int:
-    from indexer.encoder import BGEM3Encoder
+    from indexer.runtime import load_encoder
     from retriever.datasets import load_beir
     from retriever.evaluation import format_report, run_eval
 
@@ -87,7 +91,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         SearchMode.parse(m)
     depths, ks = _ints(args.depths, "--depths"), _ints(args.rrf_ks, "--rrf-ks")
     dataset = load_beir(args.dataset, args.split)
-    encoder = BGEM3Encoder(settings.model, max_length=settings.chunking.chunk_size)
+    encoder = load_encoder(settings)
     report = run_eval(
         dataset,
         settings,
@@ -117,6 +121,8 @@ def format_hits(hits: Sequence, mode: str) -> str:
     for rank, h in enumerate(hits, 1):
         pages = ",".join(str(p) for p in h.pages)
         lines.append(f"{rank:>2}. [{mode} {h.score:.4f}] {h.source}  p.{pages}  #{h.chunk_index}")
+        if h.headings:
+            lines.append(f"    § {' › '.join(h.headings)}")
         lines.append(f"    {snippet(h.text)}")
     return "\n".join(lines)
 
@@ -127,8 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "eval":
             return run_eval_command(args)
+        if args.command == "demo":
+            from retriever.demo import run_demo
+
+            return run_demo(args)
         if args.command == "serve":
-            from retriever.service import serve
+            with needs("service", "retriever serve"):
+                from retriever.service import serve
 
             serve(settings_from_args(args, {"service": {"host": args.host, "port": args.port}}))
             return EXIT_OK

@@ -174,7 +174,7 @@ def split_man_text(text: str) -> tuple[str, str]:
 
 
 def man_page_files(man_dir: Path, sections: Sequence[str]) -> list[Path]:
-    files = []
+    files: list[Path] = []
     for s in sections:
         folder = man_dir / f"man{s}"
         if folder.is_dir():

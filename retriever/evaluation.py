@@ -17,14 +17,15 @@ from typing import Any
 
 from indexer.config import Settings
 from indexer.encoder import Encoder
+from indexer.extras import needs
 from indexer.loaders import build_document
 from indexer.models import Embedding
+from indexer.modes import SearchMode
 from indexer.records import KIND_CHUNK, kind_filter
+from indexer.runtime import open_runtime
 from indexer.schema import COLBERT
-from indexer.store import open_store
 from retriever.api import Retriever, SearchHit
 from retriever.datasets import BeirDataset, DatasetError
-from retriever.query import SearchMode
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ _RRF_MODES = {SearchMode.HYBRID, SearchMode.HYBRID_COLBERT}
 
 
 def _measures() -> dict[str, Any]:
-    from ir_measures import RR, R, nDCG
+    with needs("eval", "evaluation"):
+        from ir_measures import RR, R, nDCG
 
     return {"nDCG@10": nDCG @ 10, "Recall@10": R @ 10, "Recall@100": R @ 100, "MRR@10": RR @ 10}
 
@@ -235,7 +237,7 @@ def run_eval(
                 qdrant={"url": None, "path": str(folder) if settings.qdrant.engine == "edge" else ":memory:"},
                 collection={"name": f"eval-{dataset.name}"[:255]},
             )
-        store = open_store(settings.qdrant, settings.collection.name)
+        store = open_runtime(settings, "write", encoder=encoder).store
         try:
             if not existing:
                 ingest_dataset(dataset, settings, encoder, store)
@@ -246,7 +248,7 @@ def run_eval(
             encoded = encoder.encode_queries([dataset.queries[q] for q in ids])
             encoding_ms = (time.perf_counter() - started) * 1000 / max(len(ids), 1)
             embeddings = dict(zip(ids, encoded, strict=True))
-            if COLBERT not in retriever.shape:
+            if not retriever.info.has(COLBERT):
                 skipped = [m.value for m in wanted if m.needs_colbert]
                 if skipped:
                     logger.warning("collection has no ColBERT vectors: skipping %s", ", ".join(skipped))

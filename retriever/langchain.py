@@ -13,7 +13,7 @@ from retriever.aio import AsyncRetriever
 from retriever.api import Retriever, SearchHit
 
 # Keys of ``Document.metadata`` that come from the hit; the chunk's user metadata cannot overwrite them.
-HIT_KEYS = ("id", "score", "doc_id", "source", "pages", "page", "chunk_index", "start", "end")
+HIT_KEYS = ("id", "score", "doc_id", "source", "pages", "page", "chunk_index", "start", "end", "headings")
 
 
 def to_document(hit: SearchHit) -> Document:
@@ -29,6 +29,7 @@ def to_document(hit: SearchHit) -> Document:
         chunk_index=hit.chunk_index,
         start=hit.start,
         end=hit.end,
+        headings=list(hit.headings),
     )
     return Document(id=hit.id, page_content=hit.text, metadata=metadata)
 

@@ -9,48 +9,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from enum import Enum
 from typing import Any
 
 from qdrant_client import models
 
 from indexer.errors import QueryError
 from indexer.models import Embedding
-from indexer.schema import COLBERT, DENSE, PAYLOAD_INDEXES, SPARSE
+from indexer.modes import DEFAULT_M3_WEIGHTS, SearchMode, check_limit, valid_m3_weights
+from indexer.schema import COLBERT, DENSE, KEYWORD_FIELDS, SPARSE
 
-
-class SearchMode(str, Enum):
-    DENSE = "dense"  # cosine on the dense vector
-    SPARSE = "sparse"  # dot product of learned lexical weights
-    HYBRID = "hybrid"  # dense + sparse prefetch, fused by RRF
-    HYBRID_DBSF = "hybrid_dbsf"  # dense + sparse prefetch, fused by distribution-based score fusion
-    HYBRID_COLBERT = "hybrid_colbert"  # the RRF-fused candidates reranked by ColBERT MAX_SIM
-    COLBERT = "colbert"  # dense candidates reranked by ColBERT MAX_SIM
-    M3 = "m3"  # BGE-M3's weighted sum of dense, sparse and ColBERT scores over dense + sparse candidates
-
-    @classmethod
-    def parse(cls, value: str | SearchMode) -> SearchMode:
-        try:
-            return cls(value)
-        except ValueError:
-            raise QueryError(f"unknown mode {value!r}; choose one of {', '.join(m.value for m in cls)}") from None
-
-    @property
-    def needs_colbert(self) -> bool:
-        return self in (SearchMode.HYBRID_COLBERT, SearchMode.COLBERT, SearchMode.M3)
-
-    @property
-    def colbert_final(self) -> bool:
-        """The engine's final score is ColBERT MAX_SIM (a sum over query vectors)."""
-        return self in (SearchMode.HYBRID_COLBERT, SearchMode.COLBERT)
-
-    @property
-    def score_is_similarity(self) -> bool:
-        """False for RRF and DBSF, whose scores depend on ranks and on the other candidates."""
-        return self not in (SearchMode.HYBRID, SearchMode.HYBRID_DBSF)
-
-
-DEFAULT_M3_WEIGHTS = (0.4, 0.2, 0.4)  # dense, sparse, ColBERT: BGE-M3's README
+__all__ = ["SearchMode", "build_request", "m3_formula", "parse_filter", "score_divisor"]
 
 
 def score_divisor(mode: SearchMode | str, query: Embedding) -> float:
@@ -73,7 +41,7 @@ def m3_formula(weights: Sequence[float], n_query_vectors: int) -> models.Formula
     A candidate that a rescoring leg did not return (e.g. no shared token for sparse) scores 0 there.
     """
     w_dense, w_sparse, w_colbert = (float(w) for w in weights)
-    terms = [
+    terms: list[models.Expression] = [
         models.MultExpression(mult=[w_dense, "$score[0]"]),
         models.MultExpression(mult=[w_sparse, "$score[1]"]),
         models.MultExpression(mult=[w_colbert / n_query_vectors, "$score[2]"]),
@@ -86,12 +54,9 @@ def m3_formula(weights: Sequence[float], n_query_vectors: int) -> models.Formula
 
 def _check_weights(weights: Sequence[float]) -> tuple[float, float, float]:
     try:
-        w = tuple(float(x) for x in weights)
-    except (TypeError, ValueError):
-        raise QueryError(f"m3 weights must be three numbers, got {weights!r}") from None
-    if len(w) != 3 or any(x < 0 or x != x for x in w) or sum(w) <= 0:
-        raise QueryError(f"m3 weights must be three non-negative numbers with a positive sum, got {list(weights)}")
-    return w  # type: ignore[return-value]
+        return valid_m3_weights(weights)
+    except ValueError as e:
+        raise QueryError(str(e)) from None
 
 
 def build_request(
@@ -119,8 +84,7 @@ def build_request(
     are rank artefacts.
     """
     mode = SearchMode.parse(mode)
-    if limit < 1:
-        raise QueryError(f"limit must be at least 1, got {limit}")
+    check_limit(limit)
     if min_score is not None and not mode.score_is_similarity:
         raise QueryError(
             f"a final score threshold is meaningless for mode {mode.value}: its score is a fusion artefact "
@@ -187,12 +151,11 @@ def build_request(
 
 _EXPRESSION = re.compile(r"^\s*(?P<key>[^=!<>\s]+)\s*(?P<op>>=|<=|!=|=|>|<)(?P<value>.*)$", re.S)
 _RANGE_KEYS = {"gte", "gt", "lte", "lt"}
-_KEYWORD_FIELDS = {k for k, v in PAYLOAD_INDEXES.items() if v == models.PayloadSchemaType.KEYWORD}
 
 
 def _scalar(key: str, raw: str) -> Any:
     """``page=3`` means the integer 3; ``doc_id=2025`` stays the string it is stored as."""
-    if key in _KEYWORD_FIELDS:
+    if key in KEYWORD_FIELDS:
         return raw
     for cast in (int, float):
         try:

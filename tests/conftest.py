@@ -1,9 +1,8 @@
-"""Shared fixtures: a tiny BGE-M3-shaped model built locally, loaded through the real FlagEmbedding,
-and stores on both in-process engines (Qdrant Edge and qdrant-client local mode)."""
+"""Fixtures: a tiny BGE-M3-shaped model built locally, loaded through the real encoder, and stores on
+both in-process engines (Qdrant Edge and qdrant-client local mode). Shared helpers: ``tests.helpers``."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,16 +17,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from indexer.config import Settings  # noqa: E402
 from indexer.encoder import BGEM3Encoder  # noqa: E402
 from indexer.store import Store, open_store  # noqa: E402
+from tests.helpers import ENGINES, make_settings, sample_texts  # noqa: E402
 from tests.tiny_model import build_tiny_m3  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO / "samples"
-ENGINES = ["edge", "local"]
-CHUNK_SIZE = 128
-
-
-def sample_texts() -> list[str]:
-    return [p.read_text(encoding="utf-8") for p in sorted(SAMPLES.rglob("*")) if p.suffix in (".txt", ".md")]
 
 
 @pytest.fixture(scope="session")
@@ -43,37 +34,6 @@ def wide_colbert_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         colbert_dim=1024,
         vocab_corpus=sample_texts(),
     )
-
-
-def make_settings(model_dir: Path, store_path: Path | str, engine: str = "edge", **sections: dict) -> Settings:
-    base = Settings().replace(
-        model={"name": str(model_dir), "device": "cpu", "batch_size": 8},
-        chunking={"chunk_size": CHUNK_SIZE, "chunk_overlap": 16},
-        qdrant={"engine": engine, "path": str(store_path)},
-        collection={"name": "test_docs", "colbert_datatype": "float32"},
-    )
-    return base.replace(**sections) if sections else base
-
-
-@contextlib.contextmanager
-def retrievers_on_every_engine(
-    model_dir: Path, encoder: BGEM3Encoder, root: Path, paths: list[Path], **sections: dict
-) -> Iterator[dict]:
-    """``paths`` indexed into each in-process engine, with a Retriever open on each: {engine: retriever}."""
-    from indexer.pipeline import ingest
-    from retriever import Retriever
-
-    out = {}
-    try:
-        for engine in ENGINES:
-            s = make_settings(model_dir, root / engine if engine == "edge" else ":memory:", engine, **sections)
-            store = open_store(s.qdrant, s.collection.name)
-            ingest(paths, s, encoder, store, progress=False)
-            out[engine] = Retriever(s, encoder=encoder, store=store)
-        yield out
-    finally:
-        for r in out.values():
-            r.close()
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,9 @@ from typing import Any
 import uvicorn
 
 from indexer.config import Settings
-from indexer.encoder import BGEM3Encoder
+from indexer.encoder import Encoder
 from indexer.pipeline import ingest
-from indexer.schema import CollectionSpec
-from indexer.store import open_store
+from indexer.runtime import open_runtime
 from retriever.api import Retriever
 from retriever.service import create_app
 
@@ -50,15 +49,13 @@ class LiveServer:
         self.sock.close()
 
 
-def open_retriever(settings: Settings, encoder: BGEM3Encoder, paths: list[Any] | None = None) -> Retriever:
+def open_retriever(settings: Settings, encoder: Encoder, paths: list[Any] | None = None) -> Retriever:
     """A retriever on a fresh collection (``paths`` ingested first), as ``retriever serve`` opens one."""
-    store = open_store(settings.qdrant, settings.collection.name)
+    runtime = open_runtime(settings, "serve", encoder=encoder)
     if paths:
-        ingest(paths, settings, encoder, store, progress=False)
-    else:
-        store.ensure_collection(CollectionSpec.for_model(settings.collection, encoder.dense_dim, encoder.colbert_dim))
-    return Retriever(settings, encoder=encoder, store=store)
+        ingest(paths, settings, encoder, runtime.store, progress=False)
+    return Retriever(settings, encoder=encoder, store=runtime.store)
 
 
-def serve(settings: Settings, encoder: BGEM3Encoder, paths: list[Any] | None = None, **kwargs: Any) -> LiveServer:
+def serve(settings: Settings, encoder: Encoder, paths: list[Any] | None = None, **kwargs: Any) -> LiveServer:
     return LiveServer(create_app(open_retriever(settings, encoder, paths), **kwargs))

@@ -15,8 +15,9 @@ from indexer.encoder import BGEM3Encoder
 from indexer.errors import QueryError, TransientStoreError
 from indexer.pipeline import ingest
 from indexer.store import open_store
+from indexer.store.qdrant_async import AsyncQdrantStore
 from retriever import AsyncRetriever, Retriever, SearchMode
-from tests.conftest import ENGINES, SAMPLES, make_settings, retrievers_on_every_engine
+from tests.helpers import ENGINES, SAMPLES, make_settings, retrievers_on_every_engine
 
 QUERIES = ["How much did revenue grow?", "неустойка за просрочку поставки", "reciprocal rank fusion", "home office"]
 
@@ -76,7 +77,8 @@ def test_a_bad_query_fails_alone_and_bad_requests_never_reach_the_model(retrieve
         return results, calls
 
     (ok1, bad, ok2), _ = asyncio.run(run())
-    assert isinstance(bad, QueryError) and "512 tokens" in str(bad)
+    assert isinstance(bad, QueryError)
+    assert "512 tokens" in str(bad)
     assert_same(ok1, r.search("home office", limit=3))
     assert_same(ok2, r.search("reciprocal rank fusion", limit=3))
 
@@ -101,8 +103,8 @@ def test_the_async_client_path_returns_what_the_sync_client_returns(retrievers: 
             name, vectors_config=info.config.params.vectors, sparse_vectors_config=info.config.params.sparse_vectors
         )
         await client.upsert(name, [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points])
-        ar = AsyncRetriever(r, client=client)
-        assert not ar.embedded
+        ar = AsyncRetriever(r, store=AsyncQdrantStore(client, name))
+        assert isinstance(ar.astore, AsyncQdrantStore)
         hits = [await ar.search(q, limit=5, mode=m) for q in QUERIES for m in ("hybrid", "hybrid_colbert", "sparse")]
         count = await ar.count()
         await ar.batcher.aclose()
@@ -135,7 +137,7 @@ def test_async_search_on_a_server(tiny_model_dir: Path, encoder: BGEM3Encoder) -
             ar = AsyncRetriever(r)
             hits = await asyncio.gather(*(ar.search(q, limit=5) for q in QUERIES))
             await ar.batcher.aclose()
-            await ar.client.close()
+            await ar.astore.close()
             return hits
 
         for got, q in zip(asyncio.run(run()), QUERIES, strict=True):
@@ -148,7 +150,7 @@ def test_async_search_on_a_server(tiny_model_dir: Path, encoder: BGEM3Encoder) -
 def test_an_unreachable_server_is_a_transient_store_error(retrievers: dict) -> None:
     async def run() -> None:
         client = AsyncQdrantClient(url="http://127.0.0.1:9", timeout=2, check_compatibility=False)  # nothing on port 9
-        ar = AsyncRetriever(retrievers["local"], client=client)
+        ar = AsyncRetriever(retrievers["local"], store=AsyncQdrantStore(client, retrievers["local"].store.collection))
         with pytest.raises(TransientStoreError, match="query failed"):
             await ar.search("home office")
         with pytest.raises(TransientStoreError, match="count failed"):

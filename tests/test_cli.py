@@ -11,7 +11,7 @@ import pytest
 
 from indexer import cli as indexer_cli
 from retriever import cli as retriever_cli
-from tests.conftest import CHUNK_SIZE, REPO, SAMPLES
+from tests.helpers import CHUNK_SIZE, REPO, SAMPLES
 
 
 @pytest.fixture
@@ -41,11 +41,14 @@ def ingest(config: Path, *args: str) -> int:
 def test_ingest_then_search(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert ingest(config, str(SAMPLES / "ru"), str(SAMPLES / "pdf")) == 0
     err = capsys.readouterr().err
-    assert "done: 4 documents ingested" in err and "0 failed" in err
+    assert "done: 4 documents ingested" in err
+    assert "0 failed" in err
     code = retriever_cli.main(["search", "сроки рассмотрения обращений", "--config", str(config), "--limit", "3"])
     out = capsys.readouterr().out
     assert code == 0
-    assert out.count("\n 1. ") + out.startswith(" 1. ") == 1 and " 3. " in out and "p." in out
+    assert out.count("\n 1. ") + out.startswith(" 1. ") == 1
+    assert " 3. " in out
+    assert "p." in out
     code = retriever_cli.main(
         [
             "search",
@@ -60,14 +63,18 @@ def test_ingest_then_search(config: Path, capsys: pytest.CaptureFixture[str]) ->
         ]
     )
     hits = json.loads(capsys.readouterr().out)
-    assert code == 0 and hits and {h["doc_id"] for h in hits} == {"dogovor-postavki.txt"}
+    assert code == 0
+    assert hits
+    assert {h["doc_id"] for h in hits} == {"dogovor-postavki.txt"}
     assert {"id", "score", "text", "source", "pages", "chunk_index", "metadata"} <= hits[0].keys()
 
 
 def test_ingest_json_report(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert ingest(config, str(SAMPLES / "en"), "--json") == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["documents"] == 2 and report["chunks"] > 0 and report["tokens"] > 0
+    assert report["documents"] == 2
+    assert report["chunks"] > 0
+    assert report["tokens"] > 0
     assert {f["status"] for f in report["files"]} == {"ok"}
 
 
@@ -78,7 +85,9 @@ def test_partial_failure_exit_code(config: Path, tmp_path: Path, capsys: pytest.
     (docs / "bad.pdf").write_bytes(b"%PDF-1.4 truncated")
     assert ingest(config, str(docs)) == 1
     err = capsys.readouterr().err
-    assert "failed: bad.pdf" in err and "damaged" in err and "1 documents ingested" in err
+    assert "failed: bad.pdf" in err
+    assert "damaged" in err
+    assert "1 documents ingested" in err
 
 
 def test_total_failure_exit_code(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,7 +107,8 @@ def test_fatal_errors_exit_3_with_one_line(config: Path, tmp_path: Path, capsys:
     assert capsys.readouterr().err.startswith("error: invalid configuration")
     assert ingest(config, str(SAMPLES), "--model", str(tmp_path / "no-model")) == 3
     err = capsys.readouterr().err
-    assert "cannot load model" in err and "Traceback" not in err
+    assert "cannot load model" in err
+    assert "Traceback" not in err
     assert retriever_cli.main(["search", "x", "--config", str(config), "--collection", "nope"]) == 3
     assert "does not exist" in capsys.readouterr().err
 
@@ -124,7 +134,8 @@ def test_bad_search_requests(config: Path, capsys: pytest.CaptureFixture[str]) -
 @pytest.mark.parametrize("module", ["indexer", "retriever"])
 def test_python_dash_m_works(module: str) -> None:
     out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert out.returncode == 0 and "usage:" in out.stdout
+    assert out.returncode == 0
+    assert "usage:" in out.stdout
 
 
 def test_help_does_not_import_torch() -> None:
@@ -151,4 +162,5 @@ def test_ingest_subprocess_exit_code(config: Path, tmp_path: Path) -> None:
         cwd=REPO,
         timeout=300,
     )
-    assert out.returncode == 4 and "failed: bad.txt" in out.stderr
+    assert out.returncode == 4
+    assert "failed: bad.txt" in out.stderr

@@ -11,7 +11,7 @@ from indexer.models import Chunk, Hit
 from indexer.points import chunk_payload, point_id
 from retriever.api import SearchHit
 from retriever.context import build_context, merge_hits, token_counter
-from tests.conftest import SAMPLES
+from tests.helpers import SAMPLES
 
 
 def as_hit(chunk: Chunk, score: float = 1.0, doc_id: str | None = None) -> SearchHit:

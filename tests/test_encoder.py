@@ -13,7 +13,7 @@ from indexer.encoder import (
     sparse_from_lexical,
 )
 from indexer.errors import EncodingError, ModelLoadError
-from tests.conftest import sample_texts
+from tests.helpers import sample_texts
 
 
 def test_sparse_conversion_from_flagembedding_output() -> None:
@@ -79,12 +79,14 @@ def assert_same_as_flagembedding(ours: list, ref: dict) -> None:
         np.testing.assert_allclose(e.colbert, ref["colbert_vecs"][i], rtol=1e-5, atol=2e-6)
 
 
+@pytest.mark.slow  # imports FlagEmbedding (about 11 s)
 def test_encoder_matches_flagembedding_directly(encoder: BGEM3Encoder, flag_model) -> None:
     text = "Поставщик уплачивает неустойку за каждый день просрочки."
     ref = flag_model.encode([text], return_dense=True, return_sparse=True, return_colbert_vecs=True)
     assert_same_as_flagembedding(encoder.encode_passages([text]), ref)
 
 
+@pytest.mark.slow
 def test_many_mixed_length_batches_match_flagembedding(tiny_model_dir: Path, flag_model) -> None:
     """Inputs of 3 to 1200 tokens, in an order unlike their lengths, over many small token-budget batches."""
     words = " ".join(sample_texts()).split()

@@ -19,12 +19,13 @@ from indexer.encoder import BGEM3Encoder, M3Tokenizer, plan_batches, resolve_dev
 from indexer.encoder.folder import head_shapes
 from indexer.encoder.vectors import padded_tokens
 from indexer.errors import ConfigError, EncodingError, ModelLoadError
-from tests.conftest import REPO, sample_texts
+from tests.helpers import REPO, sample_texts
 
 WORDS = " ".join(sample_texts()).split()
 TEXTS = [" ".join(WORDS[i * 29 : i * 29 + n]) for i, n in enumerate([45, 2, 30, 9, 50, 17, 1, 38, 5, 24] * 3)]
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch and transformers
 def test_constructing_imports_no_model_stack(tiny_model_dir: Path) -> None:
     """Sizes, fingerprint and token counts without torch; the first encode loads torch, never FlagEmbedding."""
     script = f"""

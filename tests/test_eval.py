@@ -15,7 +15,7 @@ from retriever.api import SearchHit
 from retriever.cli import main
 from retriever.datasets import BeirDataset, DatasetError, build_manpages, load_beir, split_man_text, write_beir
 from retriever.evaluation import METRICS, doc_run, evaluate, run_eval
-from tests.conftest import REPO, make_settings
+from tests.helpers import REPO, make_settings
 
 MINI = REPO / "datasets" / "mini-multilingual"
 MODES = [m.value for m in SearchMode]
@@ -34,7 +34,8 @@ def test_metrics_come_from_ir_measures_and_count_every_query() -> None:
     half = evaluate(qrels, {"q1": {"a": 1.0}})
     assert half == dict.fromkeys(METRICS, 0.5)
     second = evaluate({"q1": {"a": 1}}, {"q1": {"x": 2.0, "a": 1.0}})
-    assert second["MRR@10"] == 0.5 and second["Recall@10"] == 1.0
+    assert second["MRR@10"] == 0.5
+    assert second["Recall@10"] == 1.0
     assert second["nDCG@10"] == pytest.approx(1 / 1.5849625, rel=1e-6)  # 1/log2(3)
 
 
@@ -45,8 +46,10 @@ def test_hits_become_documents_ranked_by_their_best_chunk() -> None:
 
 def test_load_beir_and_its_errors(tmp_path: Path) -> None:
     ds = load_beir(MINI)
-    assert len(ds.corpus) >= 30 and len(ds.queries) >= 30
-    assert any("ы" in q for q in ds.queries.values()) and any("the" in q.split() for q in ds.queries.values())
+    assert len(ds.corpus) >= 30
+    assert len(ds.queries) >= 30
+    assert any("ы" in q for q in ds.queries.values())
+    assert any("the" in q.split() for q in ds.queries.values())
     assert all(docs and set(docs) <= set(ds.corpus) for docs in ds.qrels.values())
     write_beir(ds, tmp_path / "copy")
     assert load_beir(tmp_path / "copy") == BeirDataset("copy", ds.corpus, ds.queries, ds.qrels)
@@ -87,15 +90,19 @@ def test_retriever_eval_end_to_end(tiny_model_dir: Path, tmp_path: Path, capsys:
     printed = capsys.readouterr().out
     for mode in MODES:
         assert f"\n{mode} " in printed
-    assert "nDCG@10" in printed and "best setting per metric" in printed
+    assert "nDCG@10" in printed
+    assert "best setting per metric" in printed
 
     data = json.loads(out_json.read_text())
-    assert data["dataset"] == "mini-multilingual" and data["documents"] == 31 and data["queries"] == 32
+    assert data["dataset"] == "mini-multilingual"
+    assert data["documents"] == 31
+    assert data["queries"] == 32
     assert data["chunks"] > data["documents"]  # the long document has several chunks
     assert set(data["modes"]) == set(MODES)
     for row in data["modes"].values():
         assert all(0.0 <= row[m] <= 1.0 for m in METRICS)
-        assert row["Recall@10"] <= row["Recall@100"] and row["median_ms"] > 0
+        assert row["Recall@10"] <= row["Recall@100"]
+        assert row["median_ms"] > 0
     # Sweep: depth for every prefetching mode, k only where RRF decides (hybrid, hybrid_colbert).
     assert len(data["sweep"]) == 2 * 2 + 2 + 2 * 2 + 2 + 2
     assert {(r["mode"], r["rrf_k"]) for r in data["sweep"] if r["mode"] == "hybrid"} == {("hybrid", 2), ("hybrid", 60)}
@@ -108,7 +115,8 @@ def test_retriever_eval_end_to_end(tiny_model_dir: Path, tmp_path: Path, capsys:
     argv = ["eval", "--dataset", str(MINI), "--collection", "eval-mini-multilingual", "--qdrant-path"]
     assert main([*argv, str(tmp_path / "idx"), "--json", str(existing), "--modes", "dense,m3", *common[:2]]) == 0
     again = json.loads(existing.read_text())
-    assert set(again["modes"]) == {"dense", "m3"} and again["chunks"] == data["chunks"]
+    assert set(again["modes"]) == {"dense", "m3"}
+    assert again["chunks"] == data["chunks"]
     for mode in ("dense", "m3"):
         for m in METRICS:
             assert again["modes"][mode][m] == pytest.approx(data["modes"][mode][m])
@@ -159,11 +167,14 @@ def test_build_manpages_known_item_set(tmp_path: Path) -> None:
     (man1 / "plain.1").write_bytes(troff("plain", "an uncompressed page with hyphenation everywhere"))
     ds = build_manpages(tmp_path / "man", limit=50, sections=["1"], per_family=1)
     tools = {d for d in ds.corpus if d.startswith("tool-")}
-    assert set(ds.corpus) - tools == {"frobnicate.1", "zap.1", "plain.1"} and len(tools) == 1
+    assert set(ds.corpus) - tools == {"frobnicate.1", "zap.1", "plain.1"}
+    assert len(tools) == 1
     assert ds.queries["q-zap.1"] == "remove stale lock files quickly"
     assert ds.qrels["q-plain.1"] == {"plain.1": 1}
     title, text = ds.corpus["zap.1"]
-    assert title == "zap.1" and "SYNOPSIS" in text and "remove stale lock" not in text  # NAME section removed
+    assert title == "zap.1"
+    assert "SYNOPSIS" in text
+    assert "remove stale lock" not in text
     # Deterministic, and bounded by --limit.
     assert (
         build_manpages(tmp_path / "man", limit=2, sections=["1"]).corpus

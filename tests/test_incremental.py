@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from indexer import cli as indexer_cli
+from indexer.admin import collection_status, delete_documents
 from indexer.config import Settings
 from indexer.encoder import BGEM3Encoder
 from indexer.errors import SchemaMismatchError
-from indexer.pipeline import collection_status, delete_documents, ingest
+from indexer.pipeline import ingest
 from indexer.records import kind_filter
 from indexer.store import Store, open_store
-from tests.conftest import make_settings
+from tests.helpers import make_settings
 from tests.tiny_model import build_tiny_m3
 
 
@@ -56,7 +57,8 @@ def test_unchanged_corpus_is_skipped_without_encoding(
     counting = CountingEncoder(encoder)
     first = ingest([root], settings, counting, store, progress=False)
     encoded = counting.passages
-    assert first.documents == 7 and encoded == first.chunks
+    assert first.documents == 7
+    assert encoded == first.chunks
     second = ingest([root], settings, counting, store, progress=False)
     assert counting.passages == encoded  # nothing encoded again
     assert (second.documents, second.unchanged, second.chunks) == (0, 7, 0)
@@ -90,7 +92,8 @@ def test_prune_removes_documents_gone_from_the_root(
     (root / "doc1.txt").unlink()
     (root / "sub" / "nested.md").unlink()
     kept = ingest([root], settings, encoder, store, progress=False)
-    assert kept.pruned == [] and store.count(kind_filter("document")) == 8
+    assert kept.pruned == []
+    assert store.count(kind_filter("document")) == 8
     report = ingest([root], settings, encoder, store, progress=False, prune=True)
     assert sorted(report.pruned) == ["doc1.txt", "sub/nested.md"]  # other roots are left alone
     doc_ids = {p.payload["doc_id"] for p in store.scroll(kind_filter("chunk"))}
@@ -105,10 +108,13 @@ def test_delete_by_doc_id_and_source(settings: Settings, encoder: BGEM3Encoder, 
     assert delete_documents(store, sources=[str(root / "sub" / "nested.md")]) == ["sub/nested.md"]
     assert delete_documents(store, doc_ids=["nope"]) == []
     doc_ids = {p.payload["doc_id"] for p in store.scroll(kind_filter("chunk"))}
-    assert "doc0.txt" not in doc_ids and "sub/nested.md" not in doc_ids and len(doc_ids) == 5
+    assert "doc0.txt" not in doc_ids
+    assert "sub/nested.md" not in doc_ids
+    assert len(doc_ids) == 5
     status = collection_status(store)
-    assert (status["documents"], status["unfinished"]) == (5, 0)
-    assert status["chunks"] == chunks(store) and status["points"] == status["chunks"] + 5 + 1
+    assert (status.documents, status.unfinished) == (5, 0)
+    assert status.chunks == chunks(store)
+    assert status.points == status.chunks + 5 + 1
 
 
 def test_another_model_or_chunking_is_refused(
@@ -123,12 +129,15 @@ def test_another_model_or_chunking_is_refused(
     other_chunking = settings.replace(chunking={"chunk_overlap": 8})
     with pytest.raises(SchemaMismatchError, match="chunk_overlap=16"):
         ingest([root], other_chunking, encoder, store, progress=False)
+    plain = settings.replace(chunking={"headings": False})
+    with pytest.raises(SchemaMismatchError, match="split at headings first; this run sets chunking.headings = false"):
+        ingest([root], plain, encoder, store, progress=False)
     assert ingest([root], settings, twin, store, progress=False, recreate=True).documents == 7
 
 
 def test_cli_delete_status_and_report(tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = corpus(tmp_path / "c")
-    (root / "notes.docx").write_bytes(b"PK\x03\x04")
+    (root / "notes.odt").write_bytes(b"PK\x03\x04")
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         f'[model]\nname = "{tiny_model_dir}"\ndevice = "cpu"\n[chunking]\nchunk_size = 128\nchunk_overlap = 16\n'
@@ -139,18 +148,21 @@ def test_cli_delete_status_and_report(tmp_path: Path, tiny_model_dir: Path, caps
     assert indexer_cli.main(["ingest", str(root), "--no-progress", "--report", str(report_file), *common]) == 0
     report = json.loads(report_file.read_text())
     statuses = {f["source"]: f["status"] for f in report["files"]}
-    assert statuses["notes.docx"] == "skipped" and statuses["doc0.txt"] == "ok"
+    assert statuses["notes.odt"] == "skipped"
+    assert statuses["doc0.txt"] == "ok"
     assert all({"chunks", "tokens", "seconds", "error"} <= f.keys() for f in report["files"])
-    assert "skipped: notes.docx: unsupported file type '.docx'" in capsys.readouterr().err
+    assert "skipped: notes.odt: unsupported file type '.odt'" in capsys.readouterr().err
     assert indexer_cli.main(["status", *common]) == 0
     out = capsys.readouterr().out
-    assert "documents: 7 documents" in out and f"model {tiny_model_dir}" in out
+    assert "documents: 7 documents" in out
+    assert f"model {tiny_model_dir}" in out
     assert indexer_cli.main(["delete", "--doc-id", "doc3.txt", *common]) == 0
     assert "deleted: doc3.txt" in capsys.readouterr().out
     assert indexer_cli.main(["delete", "--doc-id", "doc3.txt", *common]) == 4
     assert indexer_cli.main(["status", "--json", *common]) == 0
     [row] = json.loads(capsys.readouterr().out)
-    assert row["documents"] == 6 and row["collection"] == "documents"
+    assert row["documents"] == 6
+    assert row["collection"] == "documents"
 
 
 def test_documents_hold_their_records(settings: Settings, encoder: BGEM3Encoder, store: Store, tmp_path: Path) -> None:
@@ -193,6 +205,8 @@ def test_untouched_files_are_not_even_read(
     assert reads == []  # size and modification time matched the records
     os.utime(root / "doc1.txt", ns=(1_000_000_000, 1_000_000_000))  # touched, same bytes
     report = ingest([root], settings, encoder, store, progress=False)
-    assert reads == ["doc1.txt"] and report.unchanged == 7 and report.documents == 0
+    assert reads == ["doc1.txt"]
+    assert report.unchanged == 7
+    assert report.documents == 0
     assert ingest([root], settings, encoder, store, progress=False).unchanged == 7
     assert reads == ["doc1.txt"]  # the record learnt the new modification time

@@ -16,7 +16,7 @@ from indexer.pipeline import ingest
 from indexer.store import open_store
 from retriever import AsyncRetriever, Retriever
 from retriever.langchain import M3Retriever
-from tests.conftest import SAMPLES, make_settings
+from tests.helpers import SAMPLES, make_settings
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +37,23 @@ def test_invoke_returns_documents_with_metadata(retriever: Retriever) -> None:
     docs = lc.invoke("revenue growth in 2025")
     hits = retriever.search("revenue growth in 2025", limit=4, mode="hybrid_colbert")
     assert [d.page_content for d in docs] == [h.text for h in hits]
-    assert all(isinstance(d, Document) for d in docs) and [d.id for d in docs] == [h.id for h in hits]
+    assert all(isinstance(d, Document) for d in docs)
+    assert [d.id for d in docs] == [h.id for h in hits]
     m = docs[0].metadata
-    assert m["score"] == hits[0].score and m["source"] == hits[0].source and m["pages"] == list(hits[0].pages)
-    assert m["page"] == hits[0].pages[0] and m["chunk_index"] == hits[0].chunk_index and m["lang"] == "mixed"
+    assert m["score"] == hits[0].score
+    assert m["source"] == hits[0].source
+    assert m["pages"] == list(hits[0].pages)
+    assert m["page"] == hits[0].pages[0]
+    assert m["chunk_index"] == hits[0].chunk_index
+    assert m["lang"] == "mixed"
     assert m["end"] > m["start"] >= 0
 
 
 def test_filter_and_k_apply(retriever: Retriever) -> None:
     lc = M3Retriever(retriever=retriever, k=2, filter={"doc_id": "annual-report-2025.pdf"})
     docs = lc.invoke("anything at all")
-    assert len(docs) == 2 and {d.metadata["doc_id"] for d in docs} == {"annual-report-2025.pdf"}
+    assert len(docs) == 2
+    assert {d.metadata["doc_id"] for d in docs} == {"annual-report-2025.pdf"}
 
 
 def test_ainvoke_batch_and_a_chain(retriever: Retriever) -> None:

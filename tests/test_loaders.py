@@ -82,7 +82,7 @@ def test_empty_and_unsupported(tmp_path: Path) -> None:
     with pytest.raises(LoaderError, match="0 bytes"):
         load_bytes(b"", "zero.txt")
     with pytest.raises(LoaderError, match="unsupported"):
-        load_bytes(b"data", "table.xlsx")
+        load_bytes(b"data", "table.ods")
 
 
 def test_discover_walks_recursively_with_globs(tmp_path: Path) -> None:

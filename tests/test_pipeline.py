@@ -11,12 +11,12 @@ from qdrant_client import models
 from indexer.config import Settings
 from indexer.encoder import MAX_MULTIVECTOR_FLOATS, BGEM3Encoder
 from indexer.errors import SchemaMismatchError, StoreError
-from indexer.pipeline import doc_filter, ingest, ingest_documents
+from indexer.pipeline import ingest, ingest_documents
 from indexer.points import point_id
-from indexer.records import kind_filter
+from indexer.records import chunks_filter, kind_filter
 from indexer.schema import COLBERT, CollectionSpec
 from indexer.store import Store, open_store
-from tests.conftest import SAMPLES, make_settings
+from tests.helpers import SAMPLES, make_settings
 
 
 def chunk_count(store: Store, flt=None) -> int:
@@ -76,7 +76,7 @@ def test_changed_document_replaces_its_old_version(
     v2 = ingest([corpus], settings, encoder, store, progress=False)
     assert v1.chunks > v2.chunks == 1 and v2.unchanged == 1
     assert chunk_count(store) == 2
-    assert store.count(doc_filter("a.txt")) == 1
+    assert store.count(chunks_filter("a.txt")) == 1
     [a1] = [f for f in v1.files if f.source == "a.txt"]
     old = models.Filter(
         must=[models.FieldCondition(key="content_hash", match=models.MatchValue(value=a1.content_hash))]
@@ -147,7 +147,7 @@ def test_edge_store_persists_and_is_exclusive(tiny_model_dir: Path, encoder: BGE
         store.close()
     reopened = open_store(s.qdrant, s.collection.name)
     try:
-        assert reopened.open_collection()["dense"]["size"] == 64
+        assert reopened.open_collection().vector("dense").size == 64
         assert chunk_count(reopened) == report.chunks
     finally:
         reopened.close()

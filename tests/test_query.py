@@ -22,10 +22,15 @@ def legs(prefetch: list[models.Prefetch]) -> list[str]:
 
 def test_dense_and_sparse_are_single_stage() -> None:
     r = build_request("dense", Q, limit=5, flt=F)
-    assert r.using == "dense" and r.prefetch is None and r.limit == 5 and r.filter == F
-    assert r.query == pytest.approx([0.6, 0.8]) and all(type(x) is float for x in r.query)
+    assert r.using == "dense"
+    assert r.prefetch is None
+    assert r.limit == 5
+    assert r.filter == F
+    assert r.query == pytest.approx([0.6, 0.8])
+    assert all(type(x) is float for x in r.query)
     r = build_request("sparse", Q)
-    assert r.using == "sparse" and r.query == models.SparseVector(indices=[3, 7], values=[0.5, 0.25])
+    assert r.using == "sparse"
+    assert r.query == models.SparseVector(indices=[3, 7], values=[0.5, 0.25])
 
 
 def test_hybrid_fuses_two_filtered_prefetches_with_rrf_k() -> None:
@@ -33,7 +38,8 @@ def test_hybrid_fuses_two_filtered_prefetches_with_rrf_k() -> None:
     assert legs(r.prefetch) == ["dense", "sparse"]
     assert all(p.filter == F and p.limit == 100 for p in r.prefetch)
     assert r.query == models.RrfQuery(rrf=models.Rrf(k=60, weights=[2.0, 1.0]))
-    assert r.filter == F and r.with_payload is True
+    assert r.filter == F
+    assert r.with_payload is True
 
 
 def test_dbsf() -> None:
@@ -44,16 +50,21 @@ def test_dbsf() -> None:
 
 def test_hybrid_colbert_reranks_fused_candidates_in_one_request() -> None:
     r = build_request("hybrid_colbert", Q, limit=10, prefetch_limit=50, rrf_k=60, flt=F)
-    assert r.using == "colbert" and r.query == [[1.0, 0.0], [0.0, 1.0]]
+    assert r.using == "colbert"
+    assert r.query == [[1.0, 0.0], [0.0, 1.0]]
     [fused] = r.prefetch
-    assert isinstance(fused.query, models.RrfQuery) and fused.limit == 50 and fused.filter == F
-    assert legs(fused.prefetch) == ["dense", "sparse"] and all(p.filter == F for p in fused.prefetch)
+    assert isinstance(fused.query, models.RrfQuery)
+    assert fused.limit == 50
+    assert fused.filter == F
+    assert legs(fused.prefetch) == ["dense", "sparse"]
+    assert all(p.filter == F for p in fused.prefetch)
 
 
 def test_colbert_reranks_dense_candidates() -> None:
     r = build_request("colbert", Q, prefetch_limit=30, flt=F)
     [cand] = r.prefetch
-    assert (cand.using, cand.limit, cand.filter) == ("dense", 30, F) and r.using == "colbert"
+    assert (cand.using, cand.limit, cand.filter) == ("dense", 30, F)
+    assert r.using == "colbert"
 
 
 def test_prefetch_is_never_shallower_than_the_limit() -> None:
@@ -72,7 +83,8 @@ def test_bad_mode_and_limit() -> None:
 
 
 def test_parse_filter_forms() -> None:
-    assert parse_filter(None) is None and parse_filter({}) is None
+    assert parse_filter(None) is None
+    assert parse_filter({}) is None
     f = parse_filter({"source": "a.pdf", "pages": [1, 2], "page": {"gte": 3}})
     assert f.must == [
         models.FieldCondition(key="source", match=models.MatchValue(value="a.pdf")),
@@ -81,7 +93,8 @@ def test_parse_filter_forms() -> None:
     ]
     f = parse_filter(["doc_id=2025", "page>=2", "page<5", "metadata.lang!=ru"])
     assert f.must[0].match == models.MatchValue(value="2025")  # doc ids stay strings
-    assert f.must[1].range == models.Range(gte=2) and f.must[2].range == models.Range(lt=5)
+    assert f.must[1].range == models.Range(gte=2)
+    assert f.must[2].range == models.Range(lt=5)
     assert f.must_not == [models.FieldCondition(key="metadata.lang", match=models.MatchValue(value="ru"))]
     assert parse_filter('{"must": [{"key": "doc_id", "match": {"value": "x"}}]}').must[0].key == "doc_id"
     assert parse_filter("source=dir/a=b.pdf").must[0].match.value == "dir/a=b.pdf"
@@ -112,27 +125,34 @@ def test_m3_rescores_one_candidate_set_with_three_legs_and_a_formula() -> None:
     assert legs(r.prefetch) == ["dense", "sparse", "colbert"]
     for p in r.prefetch:
         [cand] = p.prefetch
-        assert cand.limit == 60 and p.limit == 60  # the union of two legs of 30: never truncated
-        assert legs(cand.prefetch) == ["dense", "sparse"] and all(x.limit == 30 for x in cand.prefetch)
-        assert p.filter == F and cand.filter == F and all(x.filter == F for x in cand.prefetch)
+        assert cand.limit == 60
+        assert p.limit == 60
+        assert legs(cand.prefetch) == ["dense", "sparse"]
+        assert all(x.limit == 30 for x in cand.prefetch)
+        assert p.filter == F
+        assert cand.filter == F
+        assert all(x.filter == F for x in cand.prefetch)
     assert r.prefetch[2].query == [[1.0, 0.0], [0.0, 1.0]]
     formula = r.query
     assert isinstance(formula, models.FormulaQuery)
     assert formula.defaults == {"$score[0]": 0.0, "$score[1]": 0.0, "$score[2]": 0.0}
     terms = [(t.mult[0], t.mult[1]) for t in formula.formula.sum]
     assert terms == [(0.4, "$score[0]"), (0.2, "$score[1]"), (pytest.approx(0.2), "$score[2]")]  # 0.4 / 2 vectors
-    assert r.using is None and r.limit == 10
+    assert r.using is None
+    assert r.limit == 10
 
 
 def test_thresholds_go_where_they_mean_something() -> None:
     r = build_request("hybrid", Q, min_dense_score=0.3, min_sparse_score=0.1)
-    assert [p.score_threshold for p in r.prefetch] == [0.3, 0.1] and r.score_threshold is None
+    assert [p.score_threshold for p in r.prefetch] == [0.3, 0.1]
+    assert r.score_threshold is None
     r = build_request("m3", Q, min_dense_score=0.3, min_sparse_score=0.1, min_score=0.5)
     assert r.score_threshold == 0.5
     assert [p.score_threshold for p in r.prefetch[0].prefetch[0].prefetch] == [0.3, 0.1]
     assert all(p.score_threshold is None for p in r.prefetch)  # rescoring legs keep every candidate
     r = build_request("colbert", Q, min_dense_score=0.3, min_score=0.5)
-    assert r.prefetch[0].score_threshold == 0.3 and r.score_threshold == 1.0  # 0.5 x 2 query vectors (MAX_SIM)
+    assert r.prefetch[0].score_threshold == 0.3
+    assert r.score_threshold == 1.0
     assert build_request("dense", Q, min_dense_score=0.3, min_score=0.5).score_threshold == 0.5
     assert build_request("sparse", Q, min_sparse_score=0.3).score_threshold == 0.3
     for mode in ("hybrid", "hybrid_dbsf"):

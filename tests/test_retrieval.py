@@ -13,7 +13,7 @@ from indexer.errors import QueryError, SchemaMismatchError
 from indexer.pipeline import ingest
 from indexer.store import open_store
 from retriever import Retriever, SearchMode
-from tests.conftest import ENGINES, SAMPLES, make_settings, retrievers_on_every_engine
+from tests.helpers import ENGINES, SAMPLES, make_settings, retrievers_on_every_engine
 
 MODES = [m.value for m in SearchMode]
 QUERIES = [
@@ -48,6 +48,7 @@ def test_engines_agree_on_ids_and_scores(indexed: dict, mode: str) -> None:
         assert edge_scores == pytest.approx(local_scores, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow  # every chunk's text as a query, in every mode on every engine
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("mode", MODES)
 def test_a_chunk_finds_itself_first(indexed: dict, engine: str, mode: str) -> None:
@@ -70,7 +71,8 @@ def test_filter_applies_inside_every_prefetch(indexed: dict, engine: str, mode: 
     shallow = r.settings.replace(retrieval={"prefetch_limit": 3})
     r2 = Retriever(shallow, encoder=r.encoder, store=r.store)
     hits = r2.search("поставка товара, revenue growth", limit=3, mode=mode, filter={"doc_id": target})
-    assert len(hits) == 3 and {h.doc_id for h in hits} == {target}
+    assert len(hits) == 3
+    assert {h.doc_id for h in hits} == {target}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -78,12 +80,15 @@ def test_payload_filters(indexed: dict, engine: str) -> None:
     r = indexed[engine]
     pdf = "pdf/annual-report-2025.pdf"
     hits = r.search("results", limit=50, mode="dense", filter=[f"doc_id={pdf}", "page>=2"])
-    assert hits and {h.doc_id for h in hits} == {pdf} and all(h.page >= 2 for h in hits)
+    assert hits
+    assert {h.doc_id for h in hits} == {pdf}
+    assert all(h.page >= 2 for h in hits)
     hits = r.search("results", limit=50, mode="sparse", filter={"doc_id": [pdf, "en/remote-work-policy.md"]})
     assert {h.doc_id for h in hits} <= {pdf, "en/remote-work-policy.md"}
     assert r.search("results", mode="hybrid", filter={"doc_id": "no/such/doc"}) == []
     hits = r.search("results", limit=50, mode="hybrid", filter=["doc_id!=" + pdf])
-    assert hits and pdf not in {h.doc_id for h in hits}
+    assert hits
+    assert pdf not in {h.doc_id for h in hits}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -93,9 +98,13 @@ def test_hits_carry_text_source_pages_and_scores(indexed: dict, engine: str) -> 
         "Revenue grew 18% to 42.7 million euros", limit=10, mode="hybrid_colbert", filter={"doc_id": pdf}
     )
     [hit] = [h for h in hits if "Revenue grew 18%" in h.text]
-    assert hit.doc_id == pdf and hit.pages == (2,) and hit.page == 2
-    assert "42.7 million euros" in hit.text and hit.source.endswith("annual-report-2025.pdf")
-    assert hit.chunk_index >= 0 and hit.score > 0
+    assert hit.doc_id == pdf
+    assert hit.pages == (2,)
+    assert hit.page == 2
+    assert "42.7 million euros" in hit.text
+    assert hit.source.endswith("annual-report-2025.pdf")
+    assert hit.chunk_index >= 0
+    assert hit.score > 0
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -16,7 +16,9 @@ from indexer.config import Settings
 from indexer.encoder import BGEM3Encoder
 from indexer.errors import ConfigError, QueryError
 from retriever import Retriever
-from tests.conftest import ENGINES, SAMPLES, retrievers_on_every_engine
+from tests.helpers import ENGINES, SAMPLES, retrievers_on_every_engine
+
+pytestmark = pytest.mark.slow  # score parity on every engine, mode and weight set
 
 QUERIES = [
     "How much did revenue grow?",

@@ -14,7 +14,7 @@ from indexer.pipeline import ingest
 from indexer.schema import CollectionSpec
 from indexer.store import open_store
 from retriever import Retriever, SearchMode
-from tests.conftest import SAMPLES, make_settings
+from tests.helpers import SAMPLES, make_settings
 
 pytestmark = [
     pytest.mark.server,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from indexer.encoder import BGEM3Encoder
-from tests.conftest import CHUNK_SIZE, ENGINES, REPO, SAMPLES, make_settings
+from tests.helpers import CHUNK_SIZE, ENGINES, REPO, SAMPLES, make_settings
 from tests.service_helpers import free_port, serve
 
 MAX_UPLOAD = 64 * 1024
@@ -81,7 +81,9 @@ def test_context_route_cites_and_keeps_the_budget(client: httpx.Client, encoder:
     body = {"query": "remote work equipment and security", "limit": 8}
     full = client.post("/context", json={**body, "max_tokens": 100_000}).json()
     hits = client.post("/search", json=body).json()["hits"]
-    assert full["text"].startswith(f"[1] {hits[0]['source']}, p. 1\n") and full["dropped"] == 0
+    first = full["citations"][0]  # its label: source, the section when the chunk has one, pages
+    assert full["text"].startswith(f"[1] {first['label']}\n") and first["label"].startswith(hits[0]["source"])
+    assert first["label"].endswith(", p. 1") and full["dropped"] == 0
     assert full["tokens"] == len(encoder.tokenizer(full["text"], add_special_tokens=False)["input_ids"])
     assert [c["number"] for c in full["citations"]] == list(range(1, len(full["citations"]) + 1))
     # Chunks of one document that touch are merged: fewer passages than hits, every hit's chunk cited once.

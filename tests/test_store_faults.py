@@ -21,8 +21,9 @@ from indexer.errors import StoreError
 from indexer.pipeline import IngestStopped, ingest
 from indexer.records import kind_filter
 from indexer.store import open_store
-from indexer.store.qdrant import QdrantStore, is_transient
-from tests.conftest import make_settings
+from indexer.store.errors import is_transient
+from indexer.store.qdrant import QdrantStore
+from tests.helpers import make_settings
 
 
 def connection_lost() -> Exception:
@@ -173,7 +174,7 @@ def test_an_embedded_store_held_elsewhere_names_its_holder(
     import sys
 
     from indexer import cli as indexer_cli
-    from tests.conftest import REPO, SAMPLES
+    from tests.helpers import REPO, SAMPLES
 
     s = make_settings(tiny_model_dir, tmp_path / "store", "edge")
     store = open_store(s.qdrant, s.collection.name)

@@ -25,7 +25,7 @@ class RecordingStore:
             raise self.failures.pop(0)
         self.batches.append(([p.id for p in points], wait))
 
-    def finish(self, optimize=True):
+    def finish(self):
         self.finished = True
 
 
@@ -47,7 +47,8 @@ def test_batches_are_bounded_by_count() -> None:
     w.close()
     assert [ids for ids, _ in store.batches] == [["0", "1", "2"], ["3", "4", "5"], ["6"]]
     assert [wait for _, wait in store.batches] == [False, False, True]  # waits for the last write
-    assert store.finished and w.written == 7
+    assert store.finished
+    assert w.written == 7
 
 
 def test_batches_are_bounded_by_bytes() -> None:
@@ -77,7 +78,8 @@ def test_transient_errors_are_retried_with_backoff() -> None:
     w.add(point(0))
     w.add(point(1))
     w.close()
-    assert sleeps == [0.5, 1.0] and store.batches == [(["0", "1"], False)]
+    assert sleeps == [0.5, 1.0]
+    assert store.batches == [(["0", "1"], False)]
 
 
 def test_retries_are_bounded_and_other_errors_are_not_retried() -> None:

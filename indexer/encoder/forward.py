@@ -144,7 +144,7 @@ class Replica:
 
     def __init__(
         self,
-        backbone: torch.nn.Module,
+        backbone: Any,  # a transformers PreTrainedModel
         colbert_linear: torch.nn.Linear,
         sparse_linear: torch.nn.Linear,
         device: str,
@@ -228,7 +228,7 @@ class Replica:
                     indices=tuple(token_ids[bounds[i] : bounds[i + 1]].tolist()),
                     values=tuple(values[bounds[i] : bounds[i + 1]].tolist()),
                 ),
-                colbert=None if colberts[i] is None else colberts[i].copy(),
+                colbert=None if (c := colberts[i]) is None else c.copy(),
             )
             for i in range(batch)
         ]

@@ -9,47 +9,69 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from indexer.config import QdrantSettings
-from indexer.errors import StoreError, TransientStoreError
+from indexer.errors import StoreError
 from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.schema import (
     COLBERT,
     DENSE,
     PAYLOAD_INDEXES,
     SPARSE,
+    CollectionInfo,
     CollectionSpec,
+    VectorInfo,
     check_shape,
-    qdrant_vectors,
-    shape_of_qdrant_collection,
 )
+from indexer.store.base import AsyncStore, to_hit, to_stored
+from indexer.store.errors import store_error
 
 logger = logging.getLogger(__name__)
 
-_TRANSIENT_GRPC = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"}
+_DATATYPES = {"float32": models.Datatype.FLOAT32, "float16": models.Datatype.FLOAT16}
+_PAYLOAD_TYPES = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.PayloadSchemaType.INTEGER}
 
 
-def is_transient(e: BaseException) -> bool:
-    """Errors worth a retry: the connection, a timeout, an overloaded or restarting server."""
-    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-
-    if isinstance(e, UnexpectedResponse):
-        return e.status_code is not None and (e.status_code >= 500 or e.status_code == 429)
-    if isinstance(e, (ResponseHandlingException, ConnectionError, TimeoutError)):
-        return True
-    try:
-        import grpc
-
-        if isinstance(e, grpc.RpcError) and hasattr(e, "code"):
-            return e.code().name in _TRANSIENT_GRPC
-    except ImportError:  # pragma: no cover - grpc ships with qdrant-client
-        pass
-    import httpx
-
-    return isinstance(e, httpx.TransportError)
+def client_options(settings: QdrantSettings) -> dict[str, Any]:
+    """Connection arguments for a server, the same for ``QdrantClient`` and ``AsyncQdrantClient``."""
+    return {
+        "url": settings.url,
+        "api_key": settings.api_key,
+        "prefer_grpc": settings.prefer_grpc,
+        "grpc_port": settings.grpc_port,
+        "timeout": int(settings.timeout),
+    }
 
 
-def _wrap(e: Exception, what: str) -> StoreError:
-    cls = TransientStoreError if is_transient(e) else StoreError
-    return cls(f"{what} failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+def collection_params(spec: CollectionSpec) -> dict[str, Any]:
+    """``create_collection`` arguments for the spec: named dense, sparse and ColBERT vectors."""
+    dense = {
+        DENSE: models.VectorParams(
+            size=spec.dense_dim, distance=models.Distance.COSINE, datatype=_DATATYPES[spec.dense_datatype]
+        )
+    }
+    if spec.colbert_dim is not None:
+        dense[COLBERT] = models.VectorParams(
+            size=spec.colbert_dim,
+            distance=models.Distance.COSINE,
+            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+            hnsw_config=models.HnswConfigDiff(m=0),  # rerank only: no graph (Qdrant's own advice)
+            datatype=_DATATYPES[spec.colbert_datatype],
+            on_disk=spec.colbert_on_disk,
+        )
+    # No IDF modifier: BGE-M3 lexical weights are learned and scored by a plain dot product.
+    sparse = {SPARSE: models.SparseVectorParams(index=models.SparseIndexParams(on_disk=False), modifier=None)}
+    return {"vectors_config": dense, "sparse_vectors_config": sparse}
+
+
+def collection_info(name: str, info: models.CollectionInfo) -> CollectionInfo:
+    """An existing qdrant-client collection, engine-neutral."""
+    params = info.config.params
+    vectors = params.vectors if isinstance(params.vectors, dict) else {"": params.vectors} if params.vectors else {}
+    found = [
+        VectorInfo(n, "multivector" if v.multivector_config is not None else "dense", v.size)
+        for n, v in vectors.items()
+    ]
+    found += [VectorInfo(n, "sparse") for n in params.sparse_vectors or {}]
+    return CollectionInfo(name, tuple(sorted(found, key=lambda v: v.name)))
 
 
 def to_point_struct(p: PointRecord) -> models.PointStruct:
@@ -66,24 +88,28 @@ def to_point_struct(p: PointRecord) -> models.PointStruct:
 class QdrantStore:
     """A collection reached through qdrant-client."""
 
-    def __init__(self, client: QdrantClient, collection: str, location: str, server: bool, grpc: bool = False) -> None:
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        location: str,
+        server: bool,
+        grpc: bool = False,
+        settings: QdrantSettings | None = None,
+    ) -> None:
         self.client = client
         self.collection = collection
         self.location = location
         self.server = server
+        self.engine = "server" if server else "local"
+        self.settings = settings
         # gRPC sends floats as 4 bytes; JSON spends up to 20 characters on one ("-0.012345678901234,").
         self.bytes_per_float = 20 if server and not grpc else 4
 
     @classmethod
     def connect(cls, settings: QdrantSettings, collection: str) -> QdrantStore:
         if settings.url:
-            client = QdrantClient(
-                url=settings.url,
-                api_key=settings.api_key,
-                prefer_grpc=settings.prefer_grpc,
-                grpc_port=settings.grpc_port,
-                timeout=int(settings.timeout),
-            )
+            client = QdrantClient(**client_options(settings))
             try:
                 client.get_collections()
             except Exception as e:
@@ -91,7 +117,7 @@ class QdrantStore:
                     f"cannot reach the Qdrant server at {settings.url}: {type(e).__name__}: {e}. "
                     "Is it running (docker compose up -d qdrant) and is QDRANT_API_KEY right?"
                 ) from e
-            return cls(client, collection, settings.url, server=True, grpc=settings.prefer_grpc)
+            return cls(client, collection, settings.url, server=True, grpc=settings.prefer_grpc, settings=settings)
         if settings.path == ":memory:":
             return cls(QdrantClient(location=":memory:"), collection, ":memory:", server=False)
         try:
@@ -100,80 +126,95 @@ class QdrantStore:
             raise StoreError(f"the local Qdrant folder {settings.path} is already open in another process: {e}") from e
         return cls(client, collection, settings.path, server=False)
 
+    @classmethod
+    def list_collections(cls, settings: QdrantSettings) -> list[str]:
+        store = cls.connect(settings, "")
+        try:
+            return sorted(c.name for c in store._call("listing collections", store.client.get_collections).collections)
+        finally:
+            store.close()
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            raise store_error(e, what) from e
+
     def check_available(self) -> None:
         """A server was reached in ``connect``; local mode locked its folder there."""
 
     def _exists(self) -> bool:
-        try:
-            return self.client.collection_exists(self.collection)
-        except Exception as e:
-            raise _wrap(e, f"checking collection {self.collection!r}") from e
+        what = f"checking collection {self.collection!r}"
+        return bool(self._call(what, self.client.collection_exists, self.collection))
 
     def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> None:
         if self._exists():
             if not recreate:
-                check_shape(self.collection, spec.vector_shape(), self.open_collection())
+                check_shape(spec.info(), self.open_collection())
                 return
-            self.client.delete_collection(self.collection)
-        dense, sparse = qdrant_vectors(spec)
-        try:
-            self.client.create_collection(self.collection, vectors_config=dense, sparse_vectors_config=sparse)
-            if self.server:  # local mode has no payload indexes (it warns); create them before any upload
-                for field, schema in PAYLOAD_INDEXES.items():
-                    self.client.create_payload_index(self.collection, field, field_schema=schema, wait=True)
-        except Exception as e:
-            raise _wrap(e, f"creating collection {self.collection!r}") from e
+            self._call(f"deleting collection {self.collection!r}", self.client.delete_collection, self.collection)
+        what = f"creating collection {self.collection!r}"
+        self._call(what, self.client.create_collection, self.collection, **collection_params(spec))
+        if self.server:  # local mode has no payload indexes (it warns); create them before any upload
+            for field, kind in PAYLOAD_INDEXES.items():
+                schema = _PAYLOAD_TYPES[kind]
+                create = self.client.create_payload_index
+                self._call(what, create, self.collection, field, field_schema=schema, wait=True)
 
-    def open_collection(self) -> dict[str, Any]:
+    def open_collection(self) -> CollectionInfo:
         if not self._exists():
             raise StoreError(f"collection {self.collection!r} does not exist at {self.location}; ingest first")
-        return shape_of_qdrant_collection(self.client.get_collection(self.collection))
+        info = self._call(f"reading collection {self.collection!r}", self.client.get_collection, self.collection)
+        return collection_info(self.collection, info)
 
     def upsert(self, points: Sequence[PointRecord], wait: bool = True) -> None:
-        try:
-            self.client.upsert(self.collection, points=[to_point_struct(p) for p in points], wait=wait)
-        except Exception as e:
-            raise _wrap(e, f"writing {len(points)} points") from e
+        structs = [to_point_struct(p) for p in points]
+        self._call(f"writing {len(points)} points", self.client.upsert, self.collection, points=structs, wait=wait)
 
     def delete(self, flt: models.Filter) -> None:
-        try:
-            self.client.delete(self.collection, points_selector=models.FilterSelector(filter=flt), wait=True)
-        except Exception as e:
-            raise _wrap(e, "deleting points") from e
+        selector = models.FilterSelector(filter=flt)
+        self._call("deleting points", self.client.delete, self.collection, points_selector=selector, wait=True)
 
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
-        try:
-            responses = self.client.query_batch_points(self.collection, requests=list(requests))
-        except Exception as e:
-            raise _wrap(e, "query") from e
-        return [[Hit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in r.points] for r in responses]
+        responses = self._call("query", self.client.query_batch_points, self.collection, requests=list(requests))
+        return [[to_hit(p) for p in r.points] for r in responses]
 
     def count(self, flt: models.Filter | None = None) -> int:
-        try:
-            return self.client.count(self.collection, count_filter=flt, exact=True).count
-        except Exception as e:
-            raise _wrap(e, "count") from e
+        return int(self._call("count", self.client.count, self.collection, count_filter=flt, exact=True).count)
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
-        records = self.client.retrieve(self.collection, ids=list(ids), with_payload=True, with_vectors=with_vectors)
-        return [StoredPoint(id=str(r.id), payload=r.payload or {}, vectors=dict(r.vector or {})) for r in records]
+        records = self._call(
+            "retrieve", self.client.retrieve, self.collection, list(ids), with_payload=True, with_vectors=with_vectors
+        )
+        return [to_stored(r) for r in records]
 
     def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
         offset = None
         while True:
-            try:
-                records, offset = self.client.scroll(
-                    self.collection, scroll_filter=flt, limit=page, offset=offset, with_payload=True, with_vectors=False
-                )
-            except Exception as e:
-                raise _wrap(e, "scroll") from e
+            records, offset = self._call(
+                "scroll",
+                self.client.scroll,
+                self.collection,
+                scroll_filter=flt,
+                limit=page,
+                offset=offset,
+                with_payload=True,
+                with_vectors=False,
+            )
             for r in records:
-                yield StoredPoint(id=str(r.id), payload=r.payload or {}, vectors={})
+                yield to_stored(r, with_vectors=False)
             if offset is None:
                 return
 
-    def finish(self, optimize: bool = True) -> None:
+    def finish(self) -> None:
         """Server writes were acknowledged with ``wait=True`` on the last batch; nothing more to do."""
+
+    def open_async(self) -> AsyncStore | None:
+        if not self.server or self.settings is None:
+            return None
+        from indexer.store.qdrant_async import AsyncQdrantStore
+
+        return AsyncQdrantStore.connect(self.settings, self.collection)
 
     def close(self) -> None:
         self.client.close()

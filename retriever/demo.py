@@ -1,4 +1,4 @@
-"""``indexer demo``: ingest the shipped samples into an embedded store and run example searches.
+"""``retriever demo``: ingest the shipped samples into an embedded store and run example searches.
 
 Works offline: when the configured model (BAAI/bge-m3 by default) cannot be loaded, and only here,
 it falls back to a stand-in model built from a PyPI package, and says so loudly.
@@ -36,10 +36,9 @@ def _banner(text: str) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from indexer.encoder import BGEM3Encoder
     from indexer.pipeline import ingest
+    from indexer.runtime import load_encoder, open_runtime
     from indexer.standin import STANDIN_NOTICE, build_standin_model
-    from indexer.store import open_store
     from retriever.api import Retriever
     from retriever.cli import format_hits
 
@@ -53,21 +52,19 @@ def run_demo(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, overrides)
     standin = False
     try:
-        encoder = BGEM3Encoder(settings.model, settings.chunking.chunk_size, colbert=settings.collection.colbert)
+        encoder = load_encoder(settings)
+        encoder.load()  # the demo's fallback needs to know now whether the model loads
     except ModelLoadError as e:
         print(f"could not load {settings.model.name!r}: {e}", file=sys.stderr)
         standin_dir = build_standin_model(Path(STANDIN_DIR))
         settings = settings.replace(model={"name": str(standin_dir)}, collection={"name": "demo_standin"})
-        encoder = BGEM3Encoder(settings.model, settings.chunking.chunk_size, colbert=settings.collection.colbert)
+        encoder = load_encoder(settings)
         standin = True
         print(_banner(STANDIN_NOTICE), file=sys.stderr)
 
     print(f"model: {encoder.name} ({encoder.dense_dim}-d dense, {encoder.colbert_dim}-d ColBERT, {encoder.device})")
-    store = open_store(settings.qdrant, settings.collection.name)
-    try:
-        report = ingest([samples], settings, encoder, store, recreate=True, progress=True)
-    finally:
-        store.close()
+    with open_runtime(settings, "write", encoder=encoder) as rt:
+        report = ingest([samples], settings, rt.encoder, rt.store, recreate=True, progress=True)
     print(f"ingested {samples}: {report.summary()}")
     for f in report.failed:
         print(f"  failed: {f.source}: {f.error}")

@@ -1,0 +1,104 @@
+"""What an ingest run reports: per file status, counts, and the summary line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from indexer.errors import StoreError
+
+
+@dataclass(slots=True)
+class FileResult:
+    source: str
+    status: str = "ok"  # ok | unchanged | skipped | failed
+    chunks: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    doc_id: str | None = None
+    content_hash: str | None = None
+
+
+@dataclass(slots=True)
+class IngestReport:
+    collection: str
+    files: list[FileResult] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    repaired: int = 0  # documents left unfinished by an earlier run and repaired by this one
+    stopped: str | None = None  # why the run stopped before the end (--fail-fast), if it did
+    seconds: float = 0.0
+
+    def _count(self, status: str) -> int:
+        return sum(f.status == status for f in self.files)
+
+    @property
+    def documents(self) -> int:
+        """Documents written by this run (new or changed)."""
+        return self._count("ok")
+
+    @property
+    def unchanged(self) -> int:
+        return self._count("unchanged")
+
+    @property
+    def skipped(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "skipped"]
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def chunks(self) -> int:
+        return sum(f.chunks for f in self.files if f.status == "ok")
+
+    @property
+    def tokens(self) -> int:
+        return sum(f.tokens for f in self.files if f.status == "ok")
+
+    def summary(self) -> str:
+        text = (
+            f"{self.documents} documents ingested ({self.chunks} chunks, {self.tokens} tokens), "
+            f"{self.unchanged} unchanged, {len(self.skipped)} skipped, {len(self.failed)} failed"
+        )
+        if self.pruned:
+            text += f", {len(self.pruned)} pruned"
+        if self.repaired:
+            text += f", {self.repaired} repaired from an interrupted run"
+        return f"{text}; collection {self.collection!r}, {self.seconds:.1f}s"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "documents": self.documents,
+            "unchanged": self.unchanged,
+            "skipped": len(self.skipped),
+            "failed": len(self.failed),
+            "chunks": self.chunks,
+            "tokens": self.tokens,
+            "pruned": self.pruned,
+            "repaired": self.repaired,
+            "stopped": self.stopped,
+            "seconds": round(self.seconds, 3),
+            "files": [
+                {
+                    "source": f.source,
+                    "status": f.status,
+                    "doc_id": f.doc_id,
+                    "chunks": f.chunks,
+                    "tokens": f.tokens,
+                    "seconds": round(f.seconds, 3),
+                    "error": f.error,
+                }
+                for f in self.files
+            ],
+        }
+
+
+class IngestStopped(StoreError):
+    """The store failed for good in the middle of a run; ``report`` says what was done before."""
+
+    def __init__(self, message: str, report: IngestReport) -> None:
+        super().__init__(message)
+        self.report = report

@@ -1,0 +1,77 @@
+"""The store interface: one collection in one engine, with a blocking and an async side.
+
+Requests are qdrant-client models (built once, see ``retriever.query``); each backend runs them on its
+engine or translates them, so the rest of the code never branches on the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from qdrant_client import models
+
+from indexer.models import Hit, PointRecord, StoredPoint
+from indexer.schema import CollectionInfo, CollectionSpec
+
+
+class Store(Protocol):
+    """One collection in one engine, used from one thread at a time (see ``SerializedStore``)."""
+
+    collection: str
+    bytes_per_float: int  # wire size estimate, to bound write batches by bytes
+    location: str  # for messages: a URL or a folder
+    engine: str  # "server", "edge" or "local", for reports
+
+    def check_available(self) -> None:
+        """Fail now, with a clear message, if the store cannot be used (unreachable, held by another process)."""
+
+    def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> None:
+        """Create the collection, or check that the existing one has the same vectors."""
+
+    def open_collection(self) -> CollectionInfo:
+        """Open an existing collection for reading; return what it holds."""
+
+    def upsert(self, points: Sequence[PointRecord], wait: bool = True) -> None: ...
+
+    def delete(self, flt: models.Filter) -> None: ...
+
+    def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]: ...
+
+    def count(self, flt: models.Filter | None = None) -> int: ...
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]: ...
+
+    def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
+        """Every matching point's payload (no vectors), page by page."""
+
+    def finish(self) -> None:
+        """Make every write so far durable and searchable; the engine decides what that takes."""
+
+    def open_async(self) -> AsyncStore | None:
+        """A native async client for the same collection, or None when the engine has none (embedded)."""
+
+    def close(self) -> None: ...
+
+
+class AsyncStore(Protocol):
+    """The async side: what a service's request handlers call from the event loop."""
+
+    collection: str
+
+    async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]: ...
+
+    async def count(self, flt: models.Filter | None = None) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+def to_hit(point: Any) -> Hit:
+    """A scored point of any engine (qdrant-client model or Edge's own class) as a ``Hit``."""
+    return Hit(id=str(point.id), score=float(point.score), payload=point.payload or {})
+
+
+def to_stored(record: Any, with_vectors: bool = True) -> StoredPoint:
+    """A record of any engine as a ``StoredPoint``."""
+    vectors = dict(record.vector or {}) if with_vectors else {}
+    return StoredPoint(id=str(record.id), payload=record.payload or {}, vectors=vectors)

@@ -1,0 +1,163 @@
+"""Request translation for Qdrant Edge: qdrant-client models to Edge's own pyo3 classes.
+
+Requests are built once as qdrant-client models (see ``retriever.query``); translating them here lets
+Edge run the very same request as a server or local mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qdrant_client import models
+
+from indexer.errors import QueryError
+from indexer.models import PointRecord
+from indexer.schema import COLBERT, DENSE, SPARSE
+
+QDRANT_RRF_K = 2  # the server's default k; Edge requires k explicitly
+
+
+def edge_filter(f: models.Filter | None) -> Any:
+    import qdrant_edge as qe
+
+    if f is None:
+        return None
+
+    def conds(items: Any) -> list[Any] | None:
+        if items is None:
+            return None
+        return [edge_condition(c) for c in (items if isinstance(items, list) else [items])]
+
+    min_should = None
+    if f.min_should is not None:
+        min_should = qe.MinShould(conditions=conds(f.min_should.conditions) or [], min_count=f.min_should.min_count)
+    return qe.Filter(must=conds(f.must), should=conds(f.should), must_not=conds(f.must_not), min_should=min_should)
+
+
+def edge_condition(c: Any) -> Any:
+    import qdrant_edge as qe
+
+    if isinstance(c, models.Filter):
+        return edge_filter(c)
+    if isinstance(c, models.HasIdCondition):
+        return qe.HasIdCondition(point_ids={str(i) for i in c.has_id})
+    if isinstance(c, models.IsEmptyCondition):
+        return qe.IsEmptyCondition(key=c.is_empty.key)
+    if isinstance(c, models.IsNullCondition):
+        return qe.IsNullCondition(key=c.is_null.key)
+    if isinstance(c, models.NestedCondition):
+        return qe.NestedCondition(key=c.nested.key, filter=edge_filter(c.nested.filter))
+    if isinstance(c, models.FieldCondition):
+        match: Any = None
+        m = c.match
+        if isinstance(m, models.MatchValue):
+            match = qe.MatchValue(m.value)
+        elif isinstance(m, models.MatchAny):
+            match = qe.MatchAny(list(m.any))  # type: ignore[arg-type]
+        elif isinstance(m, models.MatchExcept):
+            match = qe.MatchExcept(list(m.except_))  # type: ignore[arg-type]
+        elif isinstance(m, models.MatchText):
+            match = qe.MatchText(m.text)
+        elif m is not None:
+            raise QueryError(f"filter match {type(m).__name__} is not supported by the embedded engine")
+        rng: Any = None
+        if isinstance(c.range, models.Range):
+            rng = qe.RangeFloat(gte=c.range.gte, gt=c.range.gt, lte=c.range.lte, lt=c.range.lt)
+        elif isinstance(c.range, models.DatetimeRange):
+            rng = qe.RangeDateTime(
+                **{
+                    k: None if v is None else str(v)
+                    for k, v in c.range.model_dump().items()
+                    if k in ("gte", "gt", "lte", "lt")
+                }
+            )
+        return qe.FieldCondition(key=c.key, match=match, range=rng, is_empty=c.is_empty, is_null=c.is_null)
+    raise QueryError(f"filter condition {type(c).__name__} is not supported by the embedded engine")
+
+
+def edge_query(query: Any, using: str | None) -> Any:
+    import qdrant_edge as qe
+
+    if query is None:
+        return None
+    if isinstance(query, models.NearestQuery):
+        query = query.nearest
+    if isinstance(query, models.SparseVector):
+        return qe.Query.Nearest(qe.SparseVector(list(query.indices), list(query.values)), using=using)
+    if isinstance(query, list):  # dense, or a multivector (list of lists)
+        return qe.Query.Nearest(query, using=using)
+    if isinstance(query, models.FusionQuery):
+        if query.fusion == models.Fusion.RRF:
+            return qe.Fusion.Rrf(k=QDRANT_RRF_K)
+        if query.fusion == models.Fusion.DBSF:
+            return qe.Fusion.Dbsf()
+    if isinstance(query, models.RrfQuery):
+        return qe.Fusion.Rrf(k=query.rrf.k if query.rrf.k is not None else QDRANT_RRF_K, weights=query.rrf.weights)
+    if isinstance(query, models.FormulaQuery):
+        return qe.Formula(edge_expression(query.formula), defaults=dict(query.defaults or {}) or None)
+    raise QueryError(f"query {type(query).__name__} is not supported by the embedded engine")
+
+
+def edge_expression(e: Any) -> Any:
+    """A formula expression (constants, ``$score[n]``/payload variables, sum, mult, neg, div) for Edge."""
+    import qdrant_edge as qe
+
+    x = qe.Expression
+    if isinstance(e, bool):
+        raise QueryError("a formula term cannot be a boolean")
+    if isinstance(e, (int, float)):
+        return x.Constant(float(e))
+    if isinstance(e, str):
+        return x.Variable(e)
+    if isinstance(e, models.SumExpression):
+        return x.Sum([edge_expression(t) for t in e.sum])
+    if isinstance(e, models.MultExpression):
+        return x.Mult([edge_expression(t) for t in e.mult])
+    if isinstance(e, models.NegExpression):
+        return x.Neg(edge_expression(e.neg))
+    if isinstance(e, models.DivExpression):
+        return x.Div(edge_expression(e.div.left), edge_expression(e.div.right), e.div.by_zero_default)
+    raise QueryError(f"formula expression {type(e).__name__} is not supported by the embedded engine")
+
+
+def edge_prefetch(p: models.Prefetch) -> Any:
+    import qdrant_edge as qe
+
+    nested = p.prefetch if isinstance(p.prefetch, list) else [p.prefetch] if p.prefetch else []
+    return qe.Prefetch(
+        limit=p.limit if p.limit is not None else 10,  # the server's default prefetch limit
+        query=edge_query(p.query, p.using),
+        prefetches=[edge_prefetch(n) for n in nested] or None,
+        filter=edge_filter(p.filter),
+        score_threshold=p.score_threshold,
+    )
+
+
+def edge_request(r: models.QueryRequest) -> Any:
+    import qdrant_edge as qe
+
+    nested = r.prefetch if isinstance(r.prefetch, list) else [r.prefetch] if r.prefetch else []
+    with_payload = r.with_payload if isinstance(r.with_payload, (bool, list)) else True
+    return qe.QueryRequest(
+        limit=r.limit if r.limit is not None else 10,
+        offset=r.offset,
+        query=edge_query(r.query, r.using),
+        prefetches=[edge_prefetch(n) for n in nested] or None,
+        filter=edge_filter(r.filter),
+        score_threshold=r.score_threshold,
+        with_payload=with_payload,
+        with_vector=bool(r.with_vector) if r.with_vector is not None else False,
+    )
+
+
+def edge_point(p: PointRecord) -> Any:
+    import qdrant_edge as qe
+
+    vector: dict[str, Any] = {}
+    if p.dense is not None:
+        vector[DENSE] = p.dense
+    if p.sparse is not None:
+        vector[SPARSE] = qe.SparseVector(list(p.sparse.indices), list(p.sparse.values))
+    if p.colbert is not None:
+        vector[COLBERT] = p.colbert
+    return qe.Point(p.id, vector, p.payload)

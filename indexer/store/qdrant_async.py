@@ -1,0 +1,53 @@
+"""The async side of the qdrant-client backend: ``AsyncQdrantClient`` for a server's searches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from qdrant_client import models
+
+from indexer.config import QdrantSettings
+from indexer.models import Hit
+from indexer.store.base import to_hit
+from indexer.store.errors import store_error
+
+
+class AsyncQdrantStore:
+    """Searches and counts of one collection through ``AsyncQdrantClient``; make it inside the event loop."""
+
+    def __init__(self, client: Any, collection: str, settings: QdrantSettings | None = None) -> None:
+        self.client = client  # None: made from ``settings`` on first use, inside the running event loop
+        self.collection = collection
+        self.settings = settings
+
+    @classmethod
+    def connect(cls, settings: QdrantSettings, collection: str) -> AsyncQdrantStore:
+        return cls(None, collection, settings)
+
+    def _client(self) -> Any:
+        if self.client is None:
+            from qdrant_client import AsyncQdrantClient
+
+            from indexer.store.qdrant import client_options
+
+            assert self.settings is not None
+            self.client = AsyncQdrantClient(**client_options(self.settings))
+        return self.client
+
+    async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
+        try:
+            responses = await self._client().query_batch_points(self.collection, requests=list(requests))
+        except Exception as e:
+            raise store_error(e, "query") from e
+        return [[to_hit(p) for p in r.points] for r in responses]
+
+    async def count(self, flt: models.Filter | None = None) -> int:
+        try:
+            return int((await self._client().count(self.collection, count_filter=flt, exact=True)).count)
+        except Exception as e:
+            raise store_error(e, "count") from e
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()

@@ -1,0 +1,101 @@
+"""Sharing one store between threads and an event loop.
+
+An embedded engine (an Edge shard, a local-mode client) takes one caller at a time: ``SerializedStore``
+puts every call under one lock, and ``ThreadedAsyncStore`` runs its calls in a worker thread for the
+event loop. ``concurrent(store)`` gives both views of one store, sharing that lock, and uses the
+engine's native async client where it has one (a server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator, Sequence
+
+from qdrant_client import models
+
+from indexer.models import Hit, PointRecord, StoredPoint
+from indexer.schema import CollectionInfo, CollectionSpec
+from indexer.store.base import AsyncStore, Store
+
+
+class SerializedStore:
+    """A store whose every call takes one lock, so that threads can share it."""
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store
+        self.lock = threading.Lock()
+        self.collection = store.collection
+        self.bytes_per_float = store.bytes_per_float
+        self.location = store.location
+        self.engine = store.engine
+
+    def check_available(self) -> None:
+        with self.lock:
+            self.inner.check_available()
+
+    def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> None:
+        with self.lock:
+            self.inner.ensure_collection(spec, recreate)
+
+    def open_collection(self) -> CollectionInfo:
+        with self.lock:
+            return self.inner.open_collection()
+
+    def upsert(self, points: Sequence[PointRecord], wait: bool = True) -> None:
+        with self.lock:
+            self.inner.upsert(points, wait)
+
+    def delete(self, flt: models.Filter) -> None:
+        with self.lock:
+            self.inner.delete(flt)
+
+    def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
+        with self.lock:
+            return self.inner.query_batch(requests)
+
+    def count(self, flt: models.Filter | None = None) -> int:
+        with self.lock:
+            return self.inner.count(flt)
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        with self.lock:
+            return self.inner.retrieve(ids, with_vectors)
+
+    def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
+        with self.lock:  # read it all under the lock: a generator would outlive it
+            return iter(list(self.inner.scroll(flt, page)))
+
+    def finish(self) -> None:
+        with self.lock:
+            self.inner.finish()
+
+    def open_async(self) -> AsyncStore | None:
+        return self.inner.open_async()
+
+    def close(self) -> None:
+        with self.lock:
+            self.inner.close()
+
+
+class ThreadedAsyncStore:
+    """The async side of a serialized (embedded) store: each call runs in a worker thread."""
+
+    def __init__(self, store: SerializedStore) -> None:
+        self.store = store
+        self.collection = store.collection
+
+    async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
+        return await asyncio.to_thread(self.store.query_batch, requests)
+
+    async def count(self, flt: models.Filter | None = None) -> int:
+        return await asyncio.to_thread(self.store.count, flt)
+
+    async def close(self) -> None:
+        """The blocking store is closed by its owner."""
+
+
+def concurrent(store: Store) -> tuple[SerializedStore, AsyncStore]:
+    """A thread-safe view of ``store`` and an async view of it that share one lock (or a native async client)."""
+    safe = store if isinstance(store, SerializedStore) else SerializedStore(store)
+    return safe, safe.open_async() or ThreadedAsyncStore(safe)

@@ -1,0 +1,51 @@
+"""What the service's routes share: the async retriever, the write lock, context building."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from indexer.config import Settings
+from retriever.aio import AsyncRetriever
+from retriever.context import Context, build_context, token_counter
+
+
+class ApiError(Exception):
+    """An HTTP error with a message for the client: ``{"detail": ...}`` with ``status``."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass
+class ServiceState:
+    retriever: AsyncRetriever
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one upload or delete at a time
+    # Context building counts tokens with its own copy of the tokenizer (fast tokenizers are not thread-safe).
+    context_tokenizer: Any = None
+    context_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.context_tokenizer = copy.deepcopy(self.retriever.retriever.encoder.tokenizer)
+
+    @property
+    def settings(self) -> Settings:
+        return self.retriever.settings
+
+    def context(self, hits: list[Any], max_tokens: int) -> Context:
+        with self.context_lock:
+            return build_context(hits, token_counter(self.context_tokenizer), max_tokens)
+
+
+def service_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+Service = Annotated[ServiceState, Depends(service_state)]
