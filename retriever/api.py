@@ -252,14 +252,13 @@ class SearchPlan:
         out = []
         for e, hits in zip(embeddings, results, strict=True):
             threshold = final_threshold(self.mode, e, r.min_score, r.min_dense_score, r.min_sparse_score)
-            floor = None if threshold is None else _float32_floor(threshold)
+            floor = None if threshold is None else _engine_floor(threshold)
             divisor = score_divisor(self.mode, e)
             out.append([SearchHit.from_hit(h, divisor) for h in hits if floor is None or h.score >= floor])
         return out
 
 
-def _float32_floor(x: float) -> float:
-    """The largest float32 not above ``x``. Engines compare float32 scores with a float32 threshold, so a
-    hit any of them keeps is never dropped here."""
-    f = np.float32(x)
-    return float(f if float(f) <= x else np.nextafter(f, np.float32(-np.inf)))
+def _engine_floor(x: float) -> float:
+    """The lowest score any engine keeps for threshold ``x``: servers and Edge compare float32 scores with
+    the threshold rounded to float32, local mode compares in double; a hit any of them keeps is kept here."""
+    return min(x, float(np.float32(x)))

@@ -41,6 +41,7 @@ _BY_STATUS = {status: rule for rule in RULES for status in rule.rest}
 _BY_CODE = {code: rule for rule in RULES for code in rule.grpc}
 # Qdrant's gRPC marks a full disk (REST 507) on RESOURCE_EXHAUSTED, which it shares with rate limiting.
 INSUFFICIENT_STORAGE = "qdrant-insufficient-storage"
+UNREADABLE_GRPC = "Exception deserializing response!"  # grpcio's details for a reply it cannot decode
 MAX_REASON = 500  # characters of a server's reason kept in a message
 
 
@@ -84,6 +85,8 @@ def _grpc_failure(e: BaseException) -> Failure | None:
     keys = {item[0] for item in trailing or ()}
     if name == "RESOURCE_EXHAUSTED" and INSUFFICIENT_STORAGE in keys:
         return Failure("failed", reason, hint="the server is out of disk space")
+    if name == "INTERNAL" and details == UNREADABLE_GRPC:  # grpcio's own code: the reply could not be decoded
+        return Failure("failed", f"unreadable response ({reason})")
     rule = _BY_CODE.get(name)
     return Failure(rule.outcome, reason, hint=rule.hint) if rule else Failure("failed", reason)
 
