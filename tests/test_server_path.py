@@ -20,7 +20,7 @@ from indexer.errors import ConfigError, QueryError, StoreError, StoreRequestErro
 from indexer.models import PointRecord, SparseVec
 from indexer.pipeline import ingest
 from indexer.runtime import collection_spec
-from indexer.schema import CollectionSpec
+from indexer.schema import PAYLOAD_INDEXES, CollectionSpec
 from indexer.store import open_store
 from indexer.store.qdrant import QdrantStore
 from indexer.store.qdrant_async import AsyncQdrantStore
@@ -282,3 +282,29 @@ def test_cluster_settings_from_the_ingest_command_line(tiny_model_dir: Path, tmp
 def test_write_consistency_cannot_exceed_the_replicas() -> None:
     with pytest.raises(ConfigError, match=r"write_consistency_factor \(3\) cannot exceed replication_factor \(2\)"):
         Settings().replace(collection={"replication_factor": 2, "write_consistency_factor": 3})
+
+
+def test_two_writers_creating_one_collection_at_once_both_go_on(transport: str) -> None:
+    """Both see no collection, both create it: the second gets 409 / ALREADY_EXISTS and checks it instead."""
+    import threading
+
+    with QdrantStandIn(delay=0.3) as srv:  # both existence checks answer before either creation
+        settings = Settings().replace(qdrant=srv.qdrant(transport == "grpc"))
+        errors: list[BaseException] = []
+
+        def open_for_writing() -> None:
+            store = open_store(settings.qdrant, "c")
+            try:
+                store.ensure_collection(collection_spec_small())
+            except BaseException as e:  # noqa: BLE001 - asserted below
+                errors.append(e)
+            finally:
+                store.close()
+
+        threads = [threading.Thread(target=open_for_writing) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(srv.of("create")) == 2 and not errors
+        assert srv.indexes["c"].keys() == set(PAYLOAD_INDEXES)

@@ -117,6 +117,16 @@ def classify(e: BaseException) -> Failure:
     return Failure("failed", f"{type(e).__name__}: {e}")  # local mode's ValueError, a JSON decode error, ...
 
 
+def already_exists(e: BaseException) -> bool:
+    """The server says the thing being created exists (REST 409, gRPC ALREADY_EXISTS): another writer made it."""
+    from qdrant_client.http.exceptions import UnexpectedResponse
+
+    if isinstance(e, UnexpectedResponse):
+        return e.status_code == 409
+    code = getattr(e, "code", None)
+    return callable(code) and getattr(code(), "name", None) == "ALREADY_EXISTS"
+
+
 def is_transient(e: BaseException) -> bool:
     """Worth a retry: the connection, a timeout, an overloaded, failing or restarting server."""
     return classify(e).outcome == "retry"

@@ -13,7 +13,7 @@ from indexer.errors import StoreError, TransientStoreError
 from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.schema import PAYLOAD_INDEXES, CollectionInfo, CollectionSpec, check_shape
 from indexer.store.base import AsyncStore, to_hit, to_stored
-from indexer.store.errors import classify, store_error
+from indexer.store.errors import already_exists, classify, store_error
 from indexer.store.features import MIN_SERVER_VERSION, Version, parse_version, show
 from indexer.store.qdrant_params import (
     PAYLOAD_TYPES,
@@ -138,21 +138,32 @@ class QdrantStore:
 
     def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> None:
         """Create the collection, or check the existing one; either way, make the payload indexes it lacks."""
+        exists = self._exists() and not recreate
+        if not exists:
+            if recreate:
+                self._call(f"deleting collection {self.collection!r}", self.client.delete_collection, self.collection)
+            exists = not self._create(spec)
         schema: dict[str, Any] = {}
-        if self._exists() and not recreate:
+        if exists:
             info = self._read()
             check_shape(spec.info(), collection_info(self.collection, info))
             self._warn_on_cluster_settings(spec, info)
             schema = dict(info.payload_schema or {})
-        else:
-            if recreate:
-                self._call(f"deleting collection {self.collection!r}", self.client.delete_collection, self.collection)
-            what = f"creating collection {self.collection!r}"
-            self._call(what, self.client.create_collection, self.collection, **collection_params(spec))
         if self.server:  # local mode has no payload indexes (it warns); create them before any upload
             for field, kind in missing_indexes(schema, PAYLOAD_INDEXES).items():
                 what = f"creating the payload index on {field!r}"
                 self._write(what, self.client.create_payload_index, self.collection, field, PAYLOAD_TYPES[kind])
+
+    def _create(self, spec: CollectionSpec) -> bool:
+        """Create the collection; False when another writer created it first (then it is checked instead)."""
+        try:
+            self.client.create_collection(self.collection, **collection_params(spec))
+        except Exception as e:
+            if self.server and already_exists(e):
+                logger.info("collection %r was created by another writer meanwhile", self.collection)
+                return False
+            raise store_error(e, f"creating collection {self.collection!r}") from e
+        return True
 
     def _warn_on_cluster_settings(self, spec: CollectionSpec, info: models.CollectionInfo) -> None:
         params = info.config.params
