@@ -27,7 +27,9 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not server"
 
-# The same suite plus the server tests, against a running Qdrant (docker compose up -d qdrant).
+# The server tests (marked `server`) against a running Qdrant: `docker compose up -d qdrant`, or the cluster
+# profile (`docker compose --profile cluster up -d qdrant-1 qdrant-2 qdrant-3`) for the cluster checks too.
+# QDRANT_URL defaults to http://localhost:6333; QDRANT_API_KEY comes from the environment, as for compose.
 test-server: setup
 	QDRANT_URL=$${QDRANT_URL:-http://localhost:6333} $(BIN)/python -m pytest -m server
 

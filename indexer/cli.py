@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include", action="append", help="glob of files to take (repeatable)")
     p.add_argument("--exclude", action="append", help="glob of files to skip (repeatable)")
     p.add_argument("--batch-size", type=int, help="chunks per model forward pass")
+    p.add_argument("--shards", type=int, help="server: shards of a new collection (default: the server's)")
+    p.add_argument("--replication-factor", type=int, help="server: copies of each shard of a new collection")
+    p.add_argument(
+        "--write-consistency-factor", type=int, help="server: replicas that must apply each write (new collection)"
+    )
     p.add_argument("--prune", action="store_true", help="remove documents no longer under the given folders")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first file that fails")
     p.add_argument("--report", type=Path, help="write the run report (per file status, chunks, tokens, seconds, error)")
@@ -59,6 +64,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             "chunking": {"chunk_size": args.chunk_size, "chunk_overlap": args.chunk_overlap},
             "ingest": {"include": args.include, "exclude": args.exclude},
             "model": {"batch_size": args.batch_size},
+            "collection": {
+                "shard_number": args.shards,
+                "replication_factor": args.replication_factor,
+                "write_consistency_factor": args.write_consistency_factor,
+            },
         },
     )
     with open_runtime(settings, "write") as rt:

@@ -75,12 +75,21 @@ class ChunkingSettings(_Section):
         return self
 
 
+WriteOrdering = Literal["weak", "medium", "strong"]
+
+
 class QdrantSettings(_Section):
     url: str | None = None  # a server; when unset, the embedded engine is used
     api_key: str | None = Field(None, repr=False)  # from QDRANT_API_KEY or a flag, never from a file
     prefer_grpc: bool = True  # gRPC has no 32 MB request limit; REST has
     grpc_port: int = 6334
-    timeout: float = Field(60.0, gt=0)
+    timeout: float = Field(60.0, gt=0)  # seconds per request; qdrant-client takes whole seconds, so rounded up
+    # Server writes: every batch waits for the server's answer; ordering says which peer orders concurrent writes
+    # on a replicated collection (weak: any, medium: the shard's current leader, strong: its permanent leader).
+    write_ordering: WriteOrdering = "medium"
+    # The server's REST body limit (its service.max_request_size_mb, 32 by default): batched searches over REST
+    # are split to stay under it. gRPC has no such limit.
+    max_request_bytes: int = Field(32 * 1024 * 1024, ge=1024 * 1024)
     engine: Literal["edge", "local"] = "edge"  # embedded engine: Qdrant Edge, or qdrant-client local mode
     path: str = ".qdrant"  # embedded storage folder; ":memory:" with engine "local" keeps nothing
 
@@ -91,6 +100,24 @@ class CollectionSettings(_Section):
     dense_datatype: Literal["float32", "float16"] = "float32"
     colbert_datatype: Literal["float32", "float16"] = "float16"
     colbert_on_disk: bool = True
+    # A server collection, at creation (None: the server's default). Ignored by the embedded engines.
+    shard_number: int | None = Field(None, ge=1)  # default: 1 on a single node, the number of peers in a cluster
+    replication_factor: int | None = Field(None, ge=1)  # copies of each shard (default 1)
+    write_consistency_factor: int | None = Field(None, ge=1)  # replicas that must apply a write (default 1)
+    # Segment sizing (KB of the largest vector storage, which with ColBERT is ColBERT's). None: derived from the
+    # ColBERT size of a chunk (see indexer.schema.optimizer_sizes); without ColBERT, the server's defaults.
+    max_segment_size_kb: int | None = Field(None, ge=1)
+    indexing_threshold_kb: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _consistency_within_replicas(self) -> CollectionSettings:
+        replicas = self.replication_factor or 1
+        if self.write_consistency_factor is not None and self.write_consistency_factor > replicas:
+            raise ValueError(
+                f"write_consistency_factor ({self.write_consistency_factor}) cannot exceed replication_factor "
+                f"({replicas}): a write cannot be applied by more replicas than exist"
+            )
+        return self
 
 
 class RetrievalSettings(_Section):

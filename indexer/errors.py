@@ -37,5 +37,13 @@ class QueryError(IndexerError):
     """A search request is invalid (unknown mode, malformed filter, ...)."""
 
 
+class StoreRequestError(StoreError):
+    """The store refused the request itself (HTTP 400/413/422, gRPC INVALID_ARGUMENT): sending it again cannot help."""
+
+
 class TransientStoreError(StoreError):
-    """A store error worth retrying (connection lost, timeout, overload)."""
+    """A store error worth retrying (connection lost, timeout, overload, a server restarting)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds the server asked the client to wait (429 Retry-After), if any

@@ -24,7 +24,9 @@ def load_encoder(settings: Settings) -> BGEM3Encoder:
 
 def collection_spec(settings: Settings, encoder: Encoder) -> CollectionSpec:
     """The collection this configuration and model make."""
-    return CollectionSpec.for_model(settings.collection, encoder.dense_dim, encoder.colbert_dim)
+    return CollectionSpec.for_model(
+        settings.collection, encoder.dense_dim, encoder.colbert_dim, settings.chunking.chunk_size
+    )
 
 
 @dataclass(slots=True)

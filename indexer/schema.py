@@ -6,7 +6,7 @@ existing collection back as a ``CollectionInfo``; nothing else in the code knows
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from indexer.config import CollectionSettings
@@ -34,19 +34,46 @@ KEYWORD_FIELDS = frozenset(k for k, v in PAYLOAD_INDEXES.items() if v == "keywor
 
 VectorKind = Literal["dense", "multivector", "sparse"]
 
+# Details of a vector that an existing collection must share with the configuration: (attribute, label).
+DETAILS = (
+    ("distance", "distance"),
+    ("datatype", "datatype"),
+    ("modifier", "modifier"),
+    ("hnsw_m", "HNSW m"),
+    ("on_disk", "on_disk"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class VectorInfo:
-    """One named vector of a collection, as far as stored points depend on it."""
+    """One named vector of a collection, as far as stored points and scores depend on it.
+
+    The details after ``size`` are None where unknown (a collection record from an older build) or where the
+    configuration does not decide them; a None on either side is not compared.
+    """
 
     name: str
     kind: VectorKind
     size: int | None = None  # None for sparse vectors
+    distance: str | None = None  # "cosine", "dot", "euclid", "manhattan" (dense and multivector)
+    datatype: str | None = None  # "float32", "float16", "uint8", ...
+    modifier: str | None = None  # sparse: "none" or "idf"
+    hnsw_m: int | None = None  # HNSW links per node; 0: no graph (rerank-only ColBERT)
+    on_disk: bool | None = None  # vectors served from disk
 
     def describe(self) -> str:
         if self.kind == "sparse":
             return "a sparse vector"
         return f"{'a multivector' if self.kind == 'multivector' else 'a dense vector'} of size {self.size}"
+
+    def differences(self, other: VectorInfo) -> list[str]:
+        """What differs in the details both sides know, as ``label expected X, found Y``."""
+        out = []
+        for attr, label in DETAILS:
+            want, have = getattr(self, attr), getattr(other, attr)
+            if want is not None and have is not None and want != have:
+                out.append(f"{label} expected {_show(want)}, found {_show(have)}")
+        return out
 
     def as_dict(self) -> dict[str, Any] | str:
         """The JSON form the service reports (and Edge's collection record stores)."""
@@ -58,6 +85,10 @@ class VectorInfo:
             return cls(name, "sparse")
         assert isinstance(value, dict)
         return cls(name, "multivector" if value["multivector"] else "dense", int(value["size"]))
+
+
+def _show(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +112,30 @@ class CollectionInfo:
         return cls(name, tuple(VectorInfo.from_dict(k, v) for k, v in sorted(vectors.items())))
 
 
+# Segment sizing for a server collection with ColBERT. Qdrant sizes a segment by its largest vector storage,
+# which with ColBERT is ColBERT's (a 512-token chunk in float16: 1 MiB, 256 times its dense vector). Its defaults
+# (index a segment from 10,000 KB, segments up to 256,000 KB per indexing thread) would then hold about ten
+# chunks before indexing and a few hundred per segment: many small segments, each searched on its own, and
+# dense HNSW graphs built again and again as they merge. These counts keep the dense intent of the defaults
+# (2,500 points before indexing) and segments of 20,000 chunks.
+INDEXING_CHUNKS = 2_500
+SEGMENT_CHUNKS = 20_000
+_BYTES = {"float32": 4, "float16": 2}
+
+
+def optimizer_sizes(
+    settings: CollectionSettings, colbert_dim: int | None, chunk_size: int
+) -> tuple[int | None, int | None]:
+    """(max_segment_size_kb, indexing_threshold_kb): the configured values, else derived from ColBERT's size."""
+    per_chunk_kb = chunk_size * colbert_dim * _BYTES[settings.colbert_datatype] / 1024 if colbert_dim else None
+    segment = settings.max_segment_size_kb
+    indexing = settings.indexing_threshold_kb
+    if per_chunk_kb is not None:
+        segment = segment or round(per_chunk_kb * SEGMENT_CHUNKS)
+        indexing = indexing or round(per_chunk_kb * INDEXING_CHUNKS)
+    return segment, indexing
+
+
 @dataclass(frozen=True, slots=True)
 class CollectionSpec:
     """What a collection must look like for a given model and configuration."""
@@ -91,43 +146,79 @@ class CollectionSpec:
     dense_datatype: str = "float32"
     colbert_datatype: str = "float16"
     colbert_on_disk: bool = True
+    # Server only, applied at creation (None: the server's default); not part of the shape check.
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
+    max_segment_size_kb: int | None = None
+    indexing_threshold_kb: int | None = None
 
     @classmethod
-    def for_model(cls, settings: CollectionSettings, dense_dim: int, colbert_dim: int) -> CollectionSpec:
+    def for_model(
+        cls, settings: CollectionSettings, dense_dim: int, colbert_dim: int, chunk_size: int = 512
+    ) -> CollectionSpec:
         """Vector sizes follow the model, never a hard-coded 1024."""
+        colbert = colbert_dim if settings.colbert else None
+        segment, indexing = optimizer_sizes(settings, colbert, chunk_size)
         return cls(
             name=settings.name,
             dense_dim=dense_dim,
-            colbert_dim=colbert_dim if settings.colbert else None,
+            colbert_dim=colbert,
             dense_datatype=settings.dense_datatype,
             colbert_datatype=settings.colbert_datatype,
             colbert_on_disk=settings.colbert_on_disk,
+            shard_number=settings.shard_number,
+            replication_factor=settings.replication_factor,
+            write_consistency_factor=settings.write_consistency_factor,
+            max_segment_size_kb=segment,
+            indexing_threshold_kb=indexing,
         )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CollectionSpec:
+        """A spec as ``as_dict`` wrote it, by this build or an older one (fields it lacks take their defaults)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
     def info(self) -> CollectionInfo:
-        """The collection this spec makes: names, sizes and kinds of vectors."""
-        vectors = [VectorInfo(DENSE, "dense", self.dense_dim), VectorInfo(SPARSE, "sparse")]
+        """The collection this spec makes: names, kinds, sizes and the details that scores and storage depend on."""
+        vectors = [
+            VectorInfo(DENSE, "dense", self.dense_dim, DISTANCE, self.dense_datatype),
+            VectorInfo(SPARSE, "sparse", modifier="none"),  # no IDF: BGE-M3's lexical weights are learned
+        ]
         if self.colbert_dim is not None:
-            vectors.append(VectorInfo(COLBERT, "multivector", self.colbert_dim))
+            vectors.append(
+                VectorInfo(
+                    COLBERT,
+                    "multivector",
+                    self.colbert_dim,
+                    DISTANCE,
+                    self.colbert_datatype,
+                    hnsw_m=0,
+                    on_disk=self.colbert_on_disk,
+                )
+            )
         return CollectionInfo(self.name, tuple(sorted(vectors, key=lambda v: v.name)))
 
 
 def check_shape(expected: CollectionInfo, actual: CollectionInfo) -> None:
     """Raise a schema-mismatch error naming every difference between two collections' vectors."""
-    if expected.vectors == actual.vectors:
-        return
     diffs = []
     for name in sorted({v.name for v in expected.vectors} | {v.name for v in actual.vectors}):
         want, have = expected.vector(name), actual.vector(name)
-        if want != have:
+        if want is None or have is None or (want.kind, want.size) != (have.kind, have.size):
             diffs.append(
                 f"{name or '<unnamed>'}: expected {want.describe() if want else 'nothing'}, "
                 f"found {have.describe() if have else 'nothing'}"
             )
+        else:
+            diffs += [f"{name}: {d}" for d in want.differences(have)]
+    if not diffs:
+        return
     raise SchemaMismatchError(
         f"collection {actual.name!r} exists with other vectors than this configuration needs ({'; '.join(diffs)}). "
-        "Use another collection name, the model that built it, or --recreate to rebuild it"
+        "Use another collection name, the model and settings that built it, or --recreate to rebuild it"
     )

@@ -1,4 +1,4 @@
-"""Batched, retried writes: bounded by point count and by bytes, waiting for the last one."""
+"""Batched, retried, acknowledged writes: bounded by point count and by bytes, in order."""
 
 from __future__ import annotations
 
@@ -15,13 +15,18 @@ from indexer.store import Store
 
 logger = logging.getLogger(__name__)
 
+MAX_BACKOFF = 30.0
+
 
 class Writer:
     """Buffers points and upserts them in batches of at most ``max_points`` points and ``max_bytes``.
 
     A server's REST limit is 32 MB per request and one ColBERT point of 256 tokens is about 5 MB as
-    JSON, so the byte bound matters as much as the count. Transient errors are retried with
-    exponential backoff; the last batch is written with ``wait=True`` and the store is finished.
+    JSON, so the byte bound matters as much as the count. Every batch is acknowledged before the next
+    is sent: the store returns only once the engine has applied it (a server: on every shard and on
+    ``write_consistency_factor`` replicas of each, see the README), so a failure anywhere surfaces as an
+    error here and no later step (a "complete" record, a cleanup) can overtake an unacknowledged write.
+    Transient errors are retried with exponential backoff, or after the delay the server asked for.
     """
 
     def __init__(
@@ -53,11 +58,13 @@ class Writer:
         if len(self.buffer) >= self.max_points or self.buffer_bytes >= self.max_bytes:
             self.flush()
 
-    def flush(self, wait: bool = False) -> None:
+    def flush(self, wait: bool = True) -> None:
+        """Write what is buffered. ``wait``: return only once every write so far is acknowledged; writes are
+        synchronous, so that holds either way (a writer with batches in flight would wait for them here)."""
         if not self.buffer:
             return
         batch, self.buffer, self.buffer_bytes = self.buffer, [], 0
-        self._write(batch, wait)
+        self._write(batch)
         self.written += len(batch)
         self.batches += 1
 
@@ -66,9 +73,9 @@ class Writer:
         self.flush()
         self._retry(f"delete of {flt}", self.store.delete, flt)
 
-    def _write(self, batch: list[PointRecord], wait: bool) -> None:
+    def _write(self, batch: list[PointRecord]) -> None:
         crash_point("write")
-        self._retry(f"write of {len(batch)} points", self.store.upsert, batch, wait)
+        self._retry(f"write of {len(batch)} points", self.store.upsert, batch, True)
 
     def _retry(self, what: str, fn: Callable[..., None], *args: object) -> None:
         for attempt in range(self.retries + 1):
@@ -78,11 +85,11 @@ class Writer:
             except TransientStoreError as e:
                 if attempt == self.retries:
                     raise
-                delay = min(30.0, self.backoff * 2**attempt)
+                delay = max(min(MAX_BACKOFF, self.backoff * 2**attempt), e.retry_after or 0.0)
                 logger.warning("%s failed (%s); retry %d in %.1fs", what, e, attempt + 1, delay)
                 self.sleep(delay)
 
     def close(self) -> None:
-        """Write what is buffered, wait for it, and make the store durable and searchable."""
+        """Write what is buffered and make the store durable and searchable."""
         self.flush(wait=True)
         self.store.finish()

@@ -9,17 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from qdrant_client import models
 
 from indexer.config import RetrievalSettings, Settings, load_settings
 from indexer.encoder import Encoder
-from indexer.errors import QueryError, SchemaMismatchError
+from indexer.errors import QueryError, SchemaMismatchError, StoreError
 from indexer.models import Embedding, Hit
 from indexer.modes import MAX_QUERY_CHARS, SearchMode, check_limit
 from indexer.runtime import open_runtime
 from indexer.schema import COLBERT, DENSE, CollectionInfo
 from indexer.store import Store
-from retriever.query import build_request, parse_filter, score_divisor
+from indexer.store.features import unsupported
+from retriever.query import build_request, final_threshold, parse_filter, score_divisor
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,11 @@ class Retriever:
         assert runtime.info is not None
         self.info: CollectionInfo = runtime.info
         dense = self.info.vector(DENSE)
+        r = self.settings.retrieval
+        unsupported_default = unsupported(self.store.server_version, self.store.location, r.mode, r.rrf_weights)
+        if unsupported_default:
+            self.store.close()
+            raise StoreError(f"retrieval.mode {r.mode.value!r}: {unsupported_default}")
         if not dense or dense.size != self.encoder.dense_dim:
             self.store.close()
             raise SchemaMismatchError(
@@ -170,6 +177,9 @@ class Retriever:
         r = self.settings.retrieval
         mode = SearchMode.parse(mode or r.mode)
         limit = check_limit(r.limit if limit is None else limit)
+        reason = unsupported(self.store.server_version, self.store.location, mode, r.rrf_weights)
+        if reason:
+            raise QueryError(reason)
         if mode.needs_colbert and not self.info.has(COLBERT):
             raise QueryError(
                 f"mode {mode.value} needs ColBERT vectors, which collection {self.store.collection!r} lacks"
@@ -236,6 +246,22 @@ class SearchPlan:
         ]
 
     def hits(self, embeddings: Sequence[Embedding], results: Sequence[Sequence[Hit]]) -> list[list[SearchHit]]:
-        """Engine answers as hits, with scores on the mode's reported scale (see ``SearchHit``)."""
-        divisors = [score_divisor(self.mode, e) for e in embeddings]
-        return [[SearchHit.from_hit(h, d) for h in hits] for hits, d in zip(results, divisors, strict=True)]
+        """Engine answers as hits, with scores on the mode's reported scale (see ``SearchHit``).
+
+        The final threshold is applied here too, so that every engine answers alike: servers before 1.17
+        ignore it on m3's formula query.
+        """
+        r = self.settings
+        out = []
+        for e, hits in zip(embeddings, results, strict=True):
+            threshold = final_threshold(self.mode, e, r.min_score, r.min_dense_score, r.min_sparse_score)
+            floor = None if threshold is None else _engine_floor(threshold)
+            divisor = score_divisor(self.mode, e)
+            out.append([SearchHit.from_hit(h, divisor) for h in hits if floor is None or h.score >= floor])
+        return out
+
+
+def _engine_floor(x: float) -> float:
+    """The lowest score any engine keeps for threshold ``x``: servers and Edge compare float32 scores with
+    the threshold rounded to float32, local mode compares in double; a hit any of them keeps is kept here."""
+    return min(x, float(np.float32(x)))

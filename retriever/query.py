@@ -18,7 +18,7 @@ from indexer.models import Embedding
 from indexer.modes import DEFAULT_M3_WEIGHTS, SearchMode, check_limit, valid_m3_weights
 from indexer.schema import COLBERT, DENSE, KEYWORD_FIELDS, SPARSE
 
-__all__ = ["SearchMode", "build_request", "m3_formula", "parse_filter", "score_divisor"]
+__all__ = ["SearchMode", "build_request", "final_threshold", "m3_formula", "parse_filter", "score_divisor"]
 
 
 def score_divisor(mode: SearchMode | str, query: Embedding) -> float:
@@ -33,6 +33,30 @@ def score_divisor(mode: SearchMode | str, query: Embedding) -> float:
     if mode.colbert_final and query.colbert is not None and len(query.colbert) > 0:
         return float(len(query.colbert))
     return 1.0
+
+
+def final_threshold(
+    mode: SearchMode | str,
+    query: Embedding,
+    min_score: float | None = None,
+    min_dense_score: float | None = None,
+    min_sparse_score: float | None = None,
+) -> float | None:
+    """The threshold on the engine's final score (its own scale, before ``score_divisor``), or None.
+
+    dense / sparse: the strictest of the leg's minimum and ``min_score``; colbert and hybrid_colbert:
+    ``min_score`` times the number of query vectors (MAX_SIM is a sum, the reported score a mean); m3:
+    ``min_score``; RRF and DBSF have none. The request carries it, and ``SearchPlan`` applies it again to the
+    answer: servers before 1.17 drop the threshold of formula queries (Qdrant PR 8097).
+    """
+    mode = SearchMode.parse(mode)
+    legs = {SearchMode.DENSE: min_dense_score, SearchMode.SPARSE: min_sparse_score}
+    if mode in legs:
+        present = [v for v in (legs[mode], min_score) if v is not None]
+        return max(present) if present else None
+    if min_score is None or not mode.score_is_similarity:
+        return None
+    return min_score * score_divisor(mode, query)
 
 
 def m3_formula(weights: Sequence[float], n_query_vectors: int) -> models.FormulaQuery:
@@ -103,20 +127,13 @@ def build_request(
     def fused() -> list[models.Prefetch]:
         return [leg(dense_q, DENSE), leg(sparse_q, SPARSE)]
 
-    def strictest(*values: float | None) -> float | None:
-        present = [v for v in values if v is not None]
-        return max(present) if present else None
-
+    threshold = final_threshold(mode, query, min_score, min_dense_score, min_sparse_score)
     rrf = models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=list(rrf_weights) if rrf_weights else None))
     common: dict[str, Any] = {"filter": flt, "limit": limit, "with_payload": True}
     if mode is SearchMode.DENSE:
-        return models.QueryRequest(
-            query=dense_q, using=DENSE, score_threshold=strictest(min_dense_score, min_score), **common
-        )
+        return models.QueryRequest(query=dense_q, using=DENSE, score_threshold=threshold, **common)
     if mode is SearchMode.SPARSE:
-        return models.QueryRequest(
-            query=sparse_q, using=SPARSE, score_threshold=strictest(min_sparse_score, min_score), **common
-        )
+        return models.QueryRequest(query=sparse_q, using=SPARSE, score_threshold=threshold, **common)
     if mode is SearchMode.HYBRID:
         return models.QueryRequest(prefetch=fused(), query=rrf, **common)
     if mode is SearchMode.HYBRID_DBSF:
@@ -135,13 +152,12 @@ def build_request(
             return models.Prefetch(prefetch=[candidates], query=vector, using=using, filter=flt, limit=2 * depth)
 
         legs = [rescore(dense_q, DENSE), rescore(sparse_q, SPARSE), rescore(colbert_q, COLBERT)]
-        return models.QueryRequest(prefetch=legs, query=m3_formula(weights, n_q), score_threshold=min_score, **common)
+        return models.QueryRequest(prefetch=legs, query=m3_formula(weights, n_q), score_threshold=threshold, **common)
     if mode is SearchMode.HYBRID_COLBERT:
         candidates = models.Prefetch(prefetch=fused(), query=rrf, filter=flt, limit=depth)
     else:
         candidates = leg(dense_q, DENSE)
     # MAX_SIM is a sum over the query vectors; the reported score (and so min_score) is the mean.
-    threshold = None if min_score is None else min_score * n_q
     return models.QueryRequest(
         prefetch=[candidates], query=colbert_q, using=COLBERT, score_threshold=threshold, **common
     )

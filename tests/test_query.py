@@ -161,3 +161,37 @@ def test_thresholds_go_where_they_mean_something() -> None:
     for bad in [(0.4, 0.2), (-1, 1, 1), (0, 0, 0), ("a", 1, 1)]:
         with pytest.raises(QueryError, match="m3 weights"):
             build_request("m3", Q, m3_weights=bad)
+
+
+@pytest.mark.parametrize(
+    "mode, retrieval, engine_cut",
+    [
+        ("dense", {"min_score": 0.5, "min_dense_score": 0.3}, 0.5),
+        ("sparse", {"min_sparse_score": 0.2}, 0.2),
+        ("colbert", {"min_score": 0.5}, 1.0),  # MAX_SIM: 0.5 x 2 query vectors
+        ("hybrid_colbert", {"min_score": 0.5}, 1.0),
+        ("m3", {"min_score": 0.4}, 0.4),
+    ],
+)
+def test_the_final_threshold_is_applied_to_the_answer_too(mode: str, retrieval: dict, engine_cut: float) -> None:
+    """Servers before 1.17 drop the threshold of m3's formula query: the plan applies it to what comes back."""
+    from indexer.config import RetrievalSettings
+    from indexer.models import Hit
+    from retriever.api import SearchPlan
+
+    plan = SearchPlan(SearchMode(mode), 10, None, RetrievalSettings(mode=mode, **retrieval))
+    assert plan.requests([Q])[0].score_threshold == pytest.approx(engine_cut)
+    just_below = float(np.nextafter(np.float32(engine_cut), np.float32(0)))
+    answer = [Hit("a", engine_cut * 1.5, {}), Hit("b", engine_cut, {}), Hit("c", just_below, {}), Hit("d", 0.0, {})]
+    [hits] = plan.hits([Q], [answer])
+    assert [h.id for h in hits] == ["a", "b"]  # what an engine that applies the threshold keeps
+
+
+def test_modes_without_a_final_threshold_keep_every_hit() -> None:
+    from indexer.config import RetrievalSettings
+    from indexer.models import Hit
+    from retriever.api import SearchPlan
+
+    plan = SearchPlan(SearchMode.HYBRID, 10, None, RetrievalSettings(min_dense_score=0.9))
+    [hits] = plan.hits([Q], [[Hit("a", 0.01, {}), Hit("b", 0.001, {})]])
+    assert [h.id for h in hits] == ["a", "b"]

@@ -46,7 +46,7 @@ def test_batches_are_bounded_by_count() -> None:
         w.add(point(i))
     w.close()
     assert [ids for ids, _ in store.batches] == [["0", "1", "2"], ["3", "4", "5"], ["6"]]
-    assert [wait for _, wait in store.batches] == [False, False, True]  # waits for the last write
+    assert [wait for _, wait in store.batches] == [True, True, True]  # every batch's outcome is known
     assert store.finished
     assert w.written == 7
 
@@ -79,7 +79,16 @@ def test_transient_errors_are_retried_with_backoff() -> None:
     w.add(point(1))
     w.close()
     assert sleeps == [0.5, 1.0]
-    assert store.batches == [(["0", "1"], False)]
+    assert store.batches == [(["0", "1"], True)]
+
+
+def test_a_server_asking_to_wait_is_waited_for() -> None:
+    sleeps: list[float] = []
+    store = RecordingStore(failures=[TransientStoreError("429", retry_after=7.0), TransientStoreError("503")])
+    w = Writer(store, max_points=1, retries=3, backoff=0.5, sleep=sleeps.append)
+    w.add(point(0))
+    assert sleeps == [7.0, 1.0]
+    assert store.batches == [(["0"], True)]
 
 
 def test_retries_are_bounded_and_other_errors_are_not_retried() -> None:

@@ -13,6 +13,7 @@ from qdrant_client import models
 
 from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.schema import CollectionInfo, CollectionSpec
+from indexer.store.features import Version
 
 
 class Store(Protocol):
@@ -22,17 +23,20 @@ class Store(Protocol):
     bytes_per_float: int  # wire size estimate, to bound write batches by bytes
     location: str  # for messages: a URL or a folder
     engine: str  # "server", "edge" or "local", for reports
+    server_version: Version | None  # a server's version, read when it was opened; None for the embedded engines
 
     def check_available(self) -> None:
         """Fail now, with a clear message, if the store cannot be used (unreachable, held by another process)."""
 
     def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> None:
-        """Create the collection, or check that the existing one has the same vectors."""
+        """Open the collection for writing: create it, or check that the existing one has the same vectors;
+        either way, create the payload indexes it lacks."""
 
     def open_collection(self) -> CollectionInfo:
         """Open an existing collection for reading; return what it holds."""
 
-    def upsert(self, points: Sequence[PointRecord], wait: bool = True) -> None: ...
+    def upsert(self, points: Sequence[PointRecord], wait: bool = True) -> None:
+        """Write points; a server write returns once the server has applied it (every batch, see README)."""
 
     def delete(self, flt: models.Filter) -> None: ...
 

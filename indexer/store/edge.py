@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.schema import COLBERT, DENSE, PAYLOAD_INDEXES, SPARSE, CollectionInfo, CollectionSpec, check_shape
 from indexer.store.base import AsyncStore, to_hit, to_stored
 from indexer.store.edge_requests import edge_filter, edge_point, edge_request
+from indexer.store.features import Version
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +65,24 @@ def _edge_schema(kind: str) -> Any:
     return {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}[kind]
 
 
+def _edge_kind(data_type: Any) -> str:
+    """Edge's ``PayloadSchemaType.Keyword`` as ``"keyword"``."""
+    return str(data_type).rsplit(".", 1)[-1].lower()
+
+
+def _recorded_info(name: str, meta: dict[str, Any]) -> CollectionInfo:
+    """The collection as our record describes it: the full spec where recorded, else the shape alone."""
+    if "spec" in meta:
+        return replace(CollectionSpec.from_dict(meta["spec"]).info(), name=name)
+    return CollectionInfo.from_dict(name, meta["shape"])
+
+
 class EdgeStore:
     """One collection = one Edge shard in ``<root>/<collection>``; one process may open it at a time."""
 
     bytes_per_float = 4
     engine = "edge"
+    server_version: Version | None = None  # not a server: the installed engine runs every feature
 
     def __init__(self, root: str | Path, collection: str) -> None:
         self.collection = collection
@@ -127,9 +142,10 @@ class EdgeStore:
             shutil.rmtree(self.path)
             meta = None
         if meta is not None:
-            check_shape(spec.info(), CollectionInfo.from_dict(self.collection, meta["shape"]))
+            check_shape(spec.info(), _recorded_info(self.collection, meta))
             if self.shard is None:
                 self._load()
+            self._create_missing_indexes()
             return
         import qdrant_edge as qe
 
@@ -140,13 +156,22 @@ class EdgeStore:
         try:
             self.shard = qe.EdgeShard.create(str(self.path), edge_config(spec))
             self._claim()
-            for field, kind in PAYLOAD_INDEXES.items():
-                self.shard.update(qe.UpdateOperation.create_field_index(field, _edge_schema(kind)))
+            self._create_missing_indexes()
         except Exception as e:
             raise StoreError(f"cannot create the embedded collection at {self.path}: {e}") from e
         tmp = self.path / (META_FILE + ".tmp")
         tmp.write_text(json.dumps({"spec": spec.as_dict(), "shape": spec.info().vectors_dict()}, indent=2))
         os.replace(tmp, self.path / META_FILE)  # the record appears only once the shard is complete
+
+    def _create_missing_indexes(self) -> None:
+        """The payload indexes the shard lacks (a collection from an older build, or a creation cut short)."""
+        import qdrant_edge as qe
+
+        have = {field: _edge_kind(info.data_type) for field, info in self._shard().info().payload_schema.items()}
+        for field, kind in PAYLOAD_INDEXES.items():
+            if have.get(field) != kind:
+                op = qe.UpdateOperation.create_field_index(field, _edge_schema(kind))
+                self._run(f"creating the payload index on {field!r}", self._shard().update, op)
 
     def open_collection(self) -> CollectionInfo:
         meta = self._meta()

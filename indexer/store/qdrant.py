@@ -9,80 +9,45 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from indexer.config import QdrantSettings
-from indexer.errors import StoreError
+from indexer.errors import StoreError, TransientStoreError
 from indexer.models import Hit, PointRecord, StoredPoint
-from indexer.schema import (
-    COLBERT,
-    DENSE,
-    PAYLOAD_INDEXES,
-    SPARSE,
-    CollectionInfo,
-    CollectionSpec,
-    VectorInfo,
-    check_shape,
-)
+from indexer.schema import PAYLOAD_INDEXES, CollectionInfo, CollectionSpec, check_shape
 from indexer.store.base import AsyncStore, to_hit, to_stored
-from indexer.store.errors import store_error
+from indexer.store.errors import already_exists, classify, store_error
+from indexer.store.features import MIN_SERVER_VERSION, Version, parse_version, show
+from indexer.store.qdrant_params import (
+    PAYLOAD_TYPES,
+    client_options,
+    collection_info,
+    collection_params,
+    missing_indexes,
+    split_by_bytes,
+    to_point_struct,
+)
+
+__all__ = ["QdrantStore", "client_options", "collection_info", "collection_params", "to_point_struct"]
 
 logger = logging.getLogger(__name__)
 
-_DATATYPES = {"float32": models.Datatype.FLOAT32, "float16": models.Datatype.FLOAT16}
-_PAYLOAD_TYPES = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.PayloadSchemaType.INTEGER}
 
-
-def client_options(settings: QdrantSettings) -> dict[str, Any]:
-    """Connection arguments for a server, the same for ``QdrantClient`` and ``AsyncQdrantClient``."""
-    return {
-        "url": settings.url,
-        "api_key": settings.api_key,
-        "prefer_grpc": settings.prefer_grpc,
-        "grpc_port": settings.grpc_port,
-        "timeout": int(settings.timeout),
-    }
-
-
-def collection_params(spec: CollectionSpec) -> dict[str, Any]:
-    """``create_collection`` arguments for the spec: named dense, sparse and ColBERT vectors."""
-    dense = {
-        DENSE: models.VectorParams(
-            size=spec.dense_dim, distance=models.Distance.COSINE, datatype=_DATATYPES[spec.dense_datatype]
+def read_server_version(client: QdrantClient, url: str) -> Version | None:
+    """The server's version (REST ``GET /``, or the gRPC health check); refuses one older than we support."""
+    try:
+        reported = client.info().version
+    except Exception as e:
+        raise StoreError(
+            f"cannot reach the Qdrant server at {url}: {classify(e).reason}. "
+            "Is it running (docker compose up -d qdrant) and is QDRANT_API_KEY right?"
+        ) from e
+    version = parse_version(reported)
+    if version is None:
+        logger.warning("the Qdrant server at %s reports version %r; features are not checked", url, reported)
+    elif version < MIN_SERVER_VERSION:
+        raise StoreError(
+            f"the Qdrant server at {url} runs {reported}; this tool needs Qdrant {show(MIN_SERVER_VERSION)} "
+            "or later (the Query API, multivectors and named sparse vectors). Upgrade the server"
         )
-    }
-    if spec.colbert_dim is not None:
-        dense[COLBERT] = models.VectorParams(
-            size=spec.colbert_dim,
-            distance=models.Distance.COSINE,
-            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
-            hnsw_config=models.HnswConfigDiff(m=0),  # rerank only: no graph (Qdrant's own advice)
-            datatype=_DATATYPES[spec.colbert_datatype],
-            on_disk=spec.colbert_on_disk,
-        )
-    # No IDF modifier: BGE-M3 lexical weights are learned and scored by a plain dot product.
-    sparse = {SPARSE: models.SparseVectorParams(index=models.SparseIndexParams(on_disk=False), modifier=None)}
-    return {"vectors_config": dense, "sparse_vectors_config": sparse}
-
-
-def collection_info(name: str, info: models.CollectionInfo) -> CollectionInfo:
-    """An existing qdrant-client collection, engine-neutral."""
-    params = info.config.params
-    vectors = params.vectors if isinstance(params.vectors, dict) else {"": params.vectors} if params.vectors else {}
-    found = [
-        VectorInfo(n, "multivector" if v.multivector_config is not None else "dense", v.size)
-        for n, v in vectors.items()
-    ]
-    found += [VectorInfo(n, "sparse") for n in params.sparse_vectors or {}]
-    return CollectionInfo(name, tuple(sorted(found, key=lambda v: v.name)))
-
-
-def to_point_struct(p: PointRecord) -> models.PointStruct:
-    vector: dict[str, Any] = {}
-    if p.dense is not None:
-        vector[DENSE] = p.dense.tolist()
-    if p.sparse is not None:
-        vector[SPARSE] = models.SparseVector(indices=list(p.sparse.indices), values=list(p.sparse.values))
-    if p.colbert is not None:
-        vector[COLBERT] = p.colbert.tolist()
-    return models.PointStruct(id=p.id, vector=vector, payload=p.payload)
+    return version
 
 
 class QdrantStore:
@@ -96,6 +61,7 @@ class QdrantStore:
         server: bool,
         grpc: bool = False,
         settings: QdrantSettings | None = None,
+        server_version: Version | None = None,
     ) -> None:
         self.client = client
         self.collection = collection
@@ -103,21 +69,31 @@ class QdrantStore:
         self.server = server
         self.engine = "server" if server else "local"
         self.settings = settings
+        self.server_version = server_version  # None: local mode, which runs every feature of its client
+        self.rest = server and not grpc
         # gRPC sends floats as 4 bytes; JSON spends up to 20 characters on one ("-0.012345678901234,").
-        self.bytes_per_float = 20 if server and not grpc else 4
+        self.bytes_per_float = 20 if self.rest else 4
+        # Server writes: each waits for the server's outcome, ordered as configured (see QdrantSettings).
+        self.ordering = models.WriteOrdering(settings.write_ordering) if server and settings else None
 
     @classmethod
     def connect(cls, settings: QdrantSettings, collection: str) -> QdrantStore:
         if settings.url:
             client = QdrantClient(**client_options(settings))
             try:
-                client.get_collections()
-            except Exception as e:
-                raise StoreError(
-                    f"cannot reach the Qdrant server at {settings.url}: {type(e).__name__}: {e}. "
-                    "Is it running (docker compose up -d qdrant) and is QDRANT_API_KEY right?"
-                ) from e
-            return cls(client, collection, settings.url, server=True, grpc=settings.prefer_grpc, settings=settings)
+                version = read_server_version(client, settings.url)
+            except BaseException:
+                client.close()
+                raise
+            return cls(
+                client,
+                collection,
+                settings.url,
+                server=True,
+                grpc=settings.prefer_grpc,
+                settings=settings,
+                server_version=version,
+            )
         if settings.path == ":memory:":
             return cls(QdrantClient(location=":memory:"), collection, ":memory:", server=False)
         try:
@@ -140,6 +116,16 @@ class QdrantStore:
         except Exception as e:
             raise store_error(e, what) from e
 
+    def _write(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> None:
+        """A write that waits, and whose outcome is known: an answer other than "completed" is retried."""
+        if self.ordering is not None:
+            kwargs["ordering"] = self.ordering
+        result = self._call(what, fn, *args, wait=True, **kwargs)
+        status = getattr(result, "status", None)
+        if self.server and status is not None and status != models.UpdateStatus.COMPLETED:
+            # e.g. "wait_timeout" (1.17+): written to the WAL, not confirmed applied; writes are idempotent
+            raise TransientStoreError(f"{what}: the server did not confirm the write (status {status})")
+
     def check_available(self) -> None:
         """A server was reached in ``connect``; local mode locked its folder there."""
 
@@ -147,36 +133,72 @@ class QdrantStore:
         what = f"checking collection {self.collection!r}"
         return bool(self._call(what, self.client.collection_exists, self.collection))
 
+    def _read(self) -> models.CollectionInfo:
+        return self._call(f"reading collection {self.collection!r}", self.client.get_collection, self.collection)
+
     def ensure_collection(self, spec: CollectionSpec, recreate: bool = False) -> None:
-        if self._exists():
-            if not recreate:
-                check_shape(spec.info(), self.open_collection())
-                return
-            self._call(f"deleting collection {self.collection!r}", self.client.delete_collection, self.collection)
-        what = f"creating collection {self.collection!r}"
-        self._call(what, self.client.create_collection, self.collection, **collection_params(spec))
+        """Create the collection, or check the existing one; either way, make the payload indexes it lacks."""
+        exists = self._exists() and not recreate
+        if not exists:
+            if recreate:
+                self._call(f"deleting collection {self.collection!r}", self.client.delete_collection, self.collection)
+            exists = not self._create(spec)
+        schema: dict[str, Any] = {}
+        if exists:
+            info = self._read()
+            check_shape(spec.info(), collection_info(self.collection, info))
+            self._warn_on_cluster_settings(spec, info)
+            schema = dict(info.payload_schema or {})
         if self.server:  # local mode has no payload indexes (it warns); create them before any upload
-            for field, kind in PAYLOAD_INDEXES.items():
-                schema = _PAYLOAD_TYPES[kind]
-                create = self.client.create_payload_index
-                self._call(what, create, self.collection, field, field_schema=schema, wait=True)
+            for field, kind in missing_indexes(schema, PAYLOAD_INDEXES).items():
+                what = f"creating the payload index on {field!r}"
+                self._write(what, self.client.create_payload_index, self.collection, field, PAYLOAD_TYPES[kind])
+
+    def _create(self, spec: CollectionSpec) -> bool:
+        """Create the collection; False when another writer created it first (then it is checked instead)."""
+        try:
+            self.client.create_collection(self.collection, **collection_params(spec))
+        except Exception as e:
+            if self.server and already_exists(e):
+                logger.info("collection %r was created by another writer meanwhile", self.collection)
+                return False
+            raise store_error(e, f"creating collection {self.collection!r}") from e
+        return True
+
+    def _warn_on_cluster_settings(self, spec: CollectionSpec, info: models.CollectionInfo) -> None:
+        params = info.config.params
+        for key in ("shard_number", "replication_factor", "write_consistency_factor"):
+            want, have = getattr(spec, key), getattr(params, key, None)
+            if want is not None and have is not None and want != have:
+                logger.warning(
+                    "collection %r has %s = %s, not the configured %s (set at creation; see the README on clusters)",
+                    self.collection,
+                    key,
+                    have,
+                    want,
+                )
 
     def open_collection(self) -> CollectionInfo:
         if not self._exists():
             raise StoreError(f"collection {self.collection!r} does not exist at {self.location}; ingest first")
-        info = self._call(f"reading collection {self.collection!r}", self.client.get_collection, self.collection)
-        return collection_info(self.collection, info)
+        return collection_info(self.collection, self._read())
 
     def upsert(self, points: Sequence[PointRecord], wait: bool = True) -> None:
+        """Every server write waits for its outcome, whatever ``wait`` says (see ``indexer.writer``)."""
         structs = [to_point_struct(p) for p in points]
-        self._call(f"writing {len(points)} points", self.client.upsert, self.collection, points=structs, wait=wait)
+        self._write(f"writing {len(points)} points", self.client.upsert, self.collection, points=structs)
 
     def delete(self, flt: models.Filter) -> None:
         selector = models.FilterSelector(filter=flt)
-        self._call("deleting points", self.client.delete, self.collection, points_selector=selector, wait=True)
+        self._write("deleting points", self.client.delete, self.collection, points_selector=selector)
 
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
-        responses = self._call("query", self.client.query_batch_points, self.collection, requests=list(requests))
+        groups = (
+            split_by_bytes(requests, self.settings.max_request_bytes) if self.rest and self.settings else [requests]
+        )
+        responses = []
+        for group in groups:
+            responses += self._call("query", self.client.query_batch_points, self.collection, requests=list(group))
         return [[to_hit(p) for p in r.points] for r in responses]
 
     def count(self, flt: models.Filter | None = None) -> int:
@@ -207,7 +229,7 @@ class QdrantStore:
                 return
 
     def finish(self) -> None:
-        """Server writes were acknowledged with ``wait=True`` on the last batch; nothing more to do."""
+        """Every server write already waited for its outcome; nothing more to do."""
 
     def open_async(self) -> AsyncStore | None:
         if not self.server or self.settings is None:

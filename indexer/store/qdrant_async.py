@@ -11,6 +11,7 @@ from indexer.config import QdrantSettings
 from indexer.models import Hit
 from indexer.store.base import to_hit
 from indexer.store.errors import store_error
+from indexer.store.qdrant_params import split_by_bytes
 
 
 class AsyncQdrantStore:
@@ -29,17 +30,21 @@ class AsyncQdrantStore:
         if self.client is None:
             from qdrant_client import AsyncQdrantClient
 
-            from indexer.store.qdrant import client_options
+            from indexer.store.qdrant_params import client_options
 
             assert self.settings is not None
             self.client = AsyncQdrantClient(**client_options(self.settings))
         return self.client
 
     async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
-        try:
-            responses = await self._client().query_batch_points(self.collection, requests=list(requests))
-        except Exception as e:
-            raise store_error(e, "query") from e
+        s = self.settings
+        groups = split_by_bytes(requests, s.max_request_bytes) if s is not None and not s.prefer_grpc else [requests]
+        responses = []
+        for group in groups:  # REST: under the server's request size limit
+            try:
+                responses += await self._client().query_batch_points(self.collection, requests=list(group))
+            except Exception as e:
+                raise store_error(e, "query") from e
         return [[to_hit(p) for p in r.points] for r in responses]
 
     async def count(self, flt: models.Filter | None = None) -> int:

@@ -29,6 +29,7 @@ class SerializedStore:
         self.bytes_per_float = store.bytes_per_float
         self.location = store.location
         self.engine = store.engine
+        self.server_version = store.server_version
 
     def check_available(self) -> None:
         with self.lock:

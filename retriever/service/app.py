@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from indexer.config import Settings
-from indexer.errors import IndexerError, QueryError, StoreError
+from indexer.errors import IndexerError, QueryError, StoreError, StoreRequestError
 from indexer.runtime import open_runtime
 from retriever.aio import AsyncRetriever
 from retriever.api import Retriever
@@ -68,6 +68,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(QueryError)
     async def query_error(request: Request, exc: QueryError) -> JSONResponse:
         return _error(422, str(exc))
+
+    @app.exception_handler(StoreRequestError)
+    async def store_refused(request: Request, exc: StoreRequestError) -> JSONResponse:
+        return _error(422, f"the vector store refused the request: {exc}")  # its reason, e.g. a bad filter
 
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
