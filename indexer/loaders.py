@@ -14,6 +14,7 @@ from typing import Any
 
 from indexer.errors import LoaderError
 from indexer.models import Document, PageSpan, SourceFile
+from indexer.validation import check_doc_id, check_file_name, check_metadata, check_source_name
 
 logger = logging.getLogger(__name__)
 
@@ -256,11 +257,19 @@ def load_bytes(
     metadata: dict[str, Any] | None = None,
     pdf_password: str | None = None,
 ) -> Document:
-    """A Document from a file's bytes; ``name`` gives the type (by suffix) and, by default, id and source."""
+    """A Document from a file's bytes; ``name`` gives the type (by suffix) and, by default, id and source.
+
+    Raises ``InvalidInputError`` for a name, doc id or source that cannot be stored (control characters,
+    text that is not valid Unicode) and for metadata ``check_metadata`` refuses; ``LoaderError`` for
+    bytes that cannot be read as a document of ``name``'s type.
+    """
+    check_file_name(name)
+    doc_id = check_doc_id(doc_id if doc_id is not None else name)
+    source = check_source_name(source if source is not None else name)
+    meta = check_metadata(metadata)
     suffix = Path(name).suffix.lower()
     if not data:
         raise LoaderError(f"{name}: the file is empty (0 bytes)")
-    meta = dict(metadata or {})
     if suffix in PDF_SUFFIXES:
         pages = _pdf_pages(data, name, pdf_password)
         if not any(p.strip() for p in pages):
@@ -274,7 +283,7 @@ def load_bytes(
             meta.setdefault("encoding", encoding)
     else:
         raise LoaderError(f"{name}: unsupported file type {suffix or '(none)'!r}")
-    return build_document(doc_id or name, source or name, data, pages, meta)
+    return build_document(doc_id, source, data, pages, meta)
 
 
 def check_source(source: SourceFile, max_bytes: int | None = None) -> os.stat_result:

@@ -175,6 +175,11 @@ class QdrantStore:
         selector = models.FilterSelector(filter=flt)
         self._call("deleting points", self.client.delete, self.collection, points_selector=selector, wait=True)
 
+    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
+        selector = models.FilterSelector(filter=flt)
+        what = "setting payload"
+        self._call(what, self.client.set_payload, self.collection, payload=payload, points=selector, wait=True)
+
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
         responses = self._call("query", self.client.query_batch_points, self.collection, requests=list(requests))
         return [[to_hit(p) for p in r.points] for r in responses]
