@@ -192,15 +192,17 @@ def test_filter_numbers_are_checked_before_any_engine(client: httpx.Client, path
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"query": "x", "limit": "5"}, "limit: input should be a valid integer"),
-        ({"query": "x", "limit": True}, "limit: input should be a valid integer"),
-        ({"query": "x", "limit": 5.0}, "limit: input should be a valid integer"),
-        ({"query": "x", "max_tokens": "100"}, "max_tokens: input should be a valid integer"),
+        ({"query": "x", "limit": "5"}, "limit: input should be an integer (a JSON number), not a string"),
+        ({"query": "x", "limit": True}, "limit: input should be an integer (a JSON number), not a boolean"),
+        ({"query": "x", "limit": 5.5}, "limit: input should be a valid integer, got a number with a fractional part"),
+        ({"query": "x", "max_tokens": "100"}, "max_tokens: input should be an integer (a JSON number), not a string"),
+        ({"query": "x", "max_tokens": None}, "max_tokens: input should be an integer (a JSON number), not null"),
     ],
 )
 def test_limits_are_json_integers_not_coerced(client: httpx.Client, body: dict, message: str) -> None:
     r = client.post("/context", json=body)
     assert r.status_code == 422 and detail(r) == message
+    assert client.post("/context", json={"query": "x", "limit": 2.0}).status_code == 200  # JSON Schema's integer
 
 
 def test_error_texts_say_what_was_wrong_without_internals(client: httpx.Client) -> None:

@@ -129,3 +129,21 @@ def test_ingest_reports_a_file_named_with_control_characters_and_goes_on(
     with pytest.raises(InvalidInputError, match="metadata.x: inf"):
         ingest([root], settings, encoder, store, progress=False, metadata={"x": float("inf")})
     assert json.dumps(report.as_dict())  # the report itself stays printable
+
+
+def test_a_stored_source_that_is_no_valid_path_breaks_no_delete(settings, encoder, store) -> None:
+    """Records written before names were checked may hold any text; deleting by source resolves paths."""
+    from indexer.admin import delete_documents
+    from indexer.pipeline import ingest_bytes
+    from indexer.versions import DocumentRecord
+
+    ingest_bytes(b"An ordinary document.", "fine.txt", settings, encoder, store)
+    legacy = [
+        DocumentRecord("legacy-nul", "bad\x00name.txt", "", "0" * 64),
+        DocumentRecord("legacy-long", "x" * 5000, "", "1" * 64),
+    ]
+    store.upsert([r.point() for r in legacy])
+    assert delete_documents(store, sources=["never-ingested.txt"]) == []
+    assert delete_documents(store, sources=["fine.txt"]) == ["fine.txt"]
+    assert delete_documents(store, sources=["bad\x00name.txt"]) == ["legacy-nul"]
+    assert delete_documents(store, doc_ids=["legacy-long"]) == ["legacy-long"]

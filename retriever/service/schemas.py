@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from indexer.modes import MAX_LIMIT, MAX_QUERY_CHARS, SearchMode
 
@@ -13,8 +14,23 @@ _FILTER_HELP = (
     '{"doc_id": "a.pdf", "page": {"gte": 2}}, ["page>=2"], or Qdrant\'s {"must": [...]} syntax; at most 1,000 '
     "conditions, 10,000 listed values, 8 levels of nested filters"
 )
-# Integers are JSON integers: "5", 5.0 and true are refused, not coerced.
-StrictLimit = Annotated[int, Field(strict=True, ge=1, le=MAX_LIMIT, description=f"hits to return, 1 to {MAX_LIMIT}")]
+
+
+_JSON_KINDS = {bool: "a boolean", str: "a string", type(None): "null", list: "an array", dict: "an object"}
+
+
+def _json_integer(value: Any) -> Any:
+    """Integers are JSON numbers without a fraction (5 or 5.0, as JSON Schema has it): "5" and true are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = _JSON_KINDS.get(type(value), type(value).__name__)
+        raise PydanticCustomError(
+            "json_integer", "Input should be an integer (a JSON number), not {kind}", {"kind": kind}
+        )
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+StrictLimit = Annotated[JsonInt, Field(ge=1, le=MAX_LIMIT, description=f"hits to return, 1 to {MAX_LIMIT}")]
 
 
 class _Body(BaseModel):
@@ -39,7 +55,7 @@ class BatchSearchRequest(_Body):
 
 
 class ContextRequest(SearchRequest):
-    max_tokens: int = Field(2000, strict=True, ge=1, le=1_000_000, description="token budget of the context text")
+    max_tokens: JsonInt = Field(2000, ge=1, le=1_000_000, description="token budget of the context text")
 
 
 class Hit(BaseModel):
