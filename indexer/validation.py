@@ -36,6 +36,13 @@ def text_problem(value: str) -> str | None:
     return None
 
 
+def show_number(value: int | float) -> str:
+    """A number for a message: itself, or its size when it is too long to print (or to convert at all)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
+
+
 def is_valid_unicode(value: str) -> bool:
     """True when ``value`` can be encoded as UTF-8 (no lone surrogates)."""
     try:
@@ -108,7 +115,7 @@ def _check_value(value: Any, path: str, depth: int) -> None:
         return
     if isinstance(value, int):
         if not INT64_MIN <= value <= INT64_MAX:
-            raise InvalidInputError(f"{path}: the integer {value} is beyond 64 bits")
+            raise InvalidInputError(f"{path}: {show_number(value)} is beyond 64 bits")
         return
     if isinstance(value, float):
         if not math.isfinite(value):

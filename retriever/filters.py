@@ -20,7 +20,7 @@ from qdrant_client import models
 
 from indexer.errors import QueryError
 from indexer.schema import KEYWORD_FIELDS
-from indexer.validation import INT64_MAX, INT64_MIN, is_valid_unicode
+from indexer.validation import INT64_MAX, INT64_MIN, is_valid_unicode, show_number
 
 __all__ = ["check_filter", "parse_filter"]
 
@@ -62,9 +62,9 @@ def _condition(key: str, value: Any) -> models.FieldCondition:
             raise QueryError(f"filter on {key!r}: a range takes gte/gt/lte/lt, got {sorted(value) or '{}'}")
         for bound in value.values():
             if not isinstance(bound, (int, float)) or isinstance(bound, bool):
-                raise QueryError(f"filter on {key!r}: range bounds must be numbers, got {bound!r}")
-            if not math.isfinite(bound):
-                raise QueryError(f"filter on {key!r}: range bounds must be finite numbers, got {bound!r}")
+                raise QueryError(f"filter on {key!r}: range bounds must be numbers, got {type(bound).__name__}")
+            if isinstance(bound, int) and abs(bound) >= 2**1023 or not math.isfinite(bound):
+                raise QueryError(f"filter on {key!r}: range bounds must be finite numbers, got {show_number(bound)}")
         return models.FieldCondition(key=key, range=models.Range(**value))
     if isinstance(value, list):
         all_str = all(isinstance(v, str) for v in value)
@@ -190,7 +190,7 @@ def _check_text(value: str) -> None:
 
 def _check_int(value: int, where: str) -> None:
     if not INT64_MIN <= value <= INT64_MAX:
-        raise QueryError(f"filter {where}: {value} is beyond 64 bits")
+        raise QueryError(f"filter {where}: {show_number(value)} is beyond 64 bits")
 
 
 def _check_key(key: Any) -> None:
@@ -245,7 +245,7 @@ def _check_part(c: Any, depth: int, budget: _Budget) -> None:
             if not 0 <= n <= len(conditions):
                 raise QueryError(
                     f"min_should.min_count must be between 0 and the number of its conditions "
-                    f"({len(conditions)}), got {n}"
+                    f"({len(conditions)}), got {show_number(n)}"
                 )
         return
     budget.condition()
@@ -257,7 +257,8 @@ def _check_part(c: Any, depth: int, budget: _Budget) -> None:
             try:
                 uuid.UUID(str(point_id))
             except ValueError:
-                raise QueryError(f"has_id: point ids are UUIDs, got {str(point_id)[:80]!r}") from None
+                shown = show_number(point_id) if isinstance(point_id, int) else repr(str(point_id)[:80])
+                raise QueryError(f"has_id: point ids are UUIDs, got {shown}") from None
     elif isinstance(c, models.IsEmptyCondition):
         _check_key(c.is_empty.key)
     elif isinstance(c, models.IsNullCondition):
@@ -301,7 +302,8 @@ def _check_field_condition(c: models.FieldCondition, budget: _Budget) -> None:
         for name in ("gte", "gt", "lte", "lt"):
             bound = getattr(c.values_count, name)
             if bound is not None and not 0 <= bound <= INT64_MAX:
-                raise QueryError(f"filter on {c.key!r}: values_count.{name} must be a count (0 or more), got {bound}")
+                shown = show_number(bound)
+                raise QueryError(f"filter on {c.key!r}: values_count.{name} must be a count (0 or more), got {shown}")
     points: list[models.GeoPoint] = []
     if c.geo_radius is not None:
         points.append(c.geo_radius.center)

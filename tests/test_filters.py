@@ -170,3 +170,14 @@ def test_queries_are_checked_alike_everywhere(query: str, reason: str) -> None:
     with pytest.raises(QueryError, match=reason):
         check_query(query)
     assert check_query("late delivery\tpenalty") == "late delivery\tpenalty"
+
+
+def test_numbers_too_large_to_print_or_convert_are_refused_not_crashed_on() -> None:
+    with pytest.raises(QueryError, match="finite numbers, got an integer of"):
+        checked({"page": {"gte": 10**400}})
+    with pytest.raises(QueryError, match="an integer of 16610 bits is beyond 64 bits"):
+        checked({"page": 10**5000})  # str() of it would raise ValueError
+    with pytest.raises(QueryError, match="point ids are UUIDs, got an integer of"):
+        checked({"must": [{"has_id": [10**5000]}]})
+    with pytest.raises(QueryError, match="invalid Qdrant filter"):
+        checked({"must": [{"key": "page", "range": {"gte": 10**400}}]})

@@ -64,7 +64,7 @@ def test_ordinary_doc_ids_and_names_pass() -> None:
         ({"x": math.nan}, "metadata.x: nan is not a finite number"),
         ({"x": math.inf}, "not a finite number"),
         ({"x": [1, -math.inf]}, r"metadata.x\[1\]: -inf"),
-        ({"x": 2**63}, "beyond 64 bits"),
+        ({"x": 2**63}, "9223372036854775808 is beyond 64 bits"),
         ({"x": -(2**63) - 1}, "beyond 64 bits"),
         ({"x": {"y": "\udc80"}}, "metadata.x.y: .*lone surrogate"),
         ({"": 1}, "keys must be non-empty strings"),
@@ -147,3 +147,8 @@ def test_a_stored_source_that_is_no_valid_path_breaks_no_delete(settings, encode
     assert delete_documents(store, sources=["fine.txt"]) == ["fine.txt"]
     assert delete_documents(store, sources=["bad\x00name.txt"]) == ["legacy-nul"]
     assert delete_documents(store, doc_ids=["legacy-long"]) == ["legacy-long"]
+
+
+def test_an_integer_too_long_to_print_is_named_by_its_size() -> None:
+    with pytest.raises(InvalidInputError, match="metadata.x: an integer of 16610 bits is beyond 64 bits"):
+        check_metadata({"x": 10**5000})

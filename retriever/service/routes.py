@@ -151,10 +151,10 @@ def _metadata(raw: str | None) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ApiError(422, f"metadata is not valid JSON: {e}") from e
     except RecursionError:
         raise ApiError(422, "metadata is nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, or a number too long to convert
+        raise ApiError(422, f"metadata is not valid JSON: {e}") from e
     return check_metadata(value)
 
 
