@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from qdrant_client import models
+
+from indexer.models import Document
 from indexer.records import (
     COLLECTION_RECORD_ID,
     KIND_CHUNK,
@@ -14,9 +17,18 @@ from indexer.records import (
     CollectionRecord,
     chunks_filter,
     kind_filter,
+    match,
 )
 from indexer.store import Store
-from indexer.versions import DocumentRecord, document_records, remove, unfinished_filter
+from indexer.validation import check_metadata, check_source_name
+from indexer.versions import (
+    COMPLETE,
+    DocumentRecord,
+    document_record_id,
+    document_records,
+    remove,
+    unfinished_filter,
+)
 from indexer.writer import Writer
 
 
@@ -50,6 +62,36 @@ def delete_document(store: Store, doc_id: str) -> int | None:
     chunks = store.count(chunks_filter(doc_id))
     removed = delete_documents(store, [doc_id])
     return chunks if removed or chunks else None
+
+
+def update_metadata(store: Store, doc: Document, writer: Writer | None = None) -> DocumentRecord | None:
+    """Give the stored version of ``doc`` its metadata and source without encoding it again.
+
+    For a document whose complete version has ``doc``'s content hash (the same bytes uploaded again):
+    every chunk of that version gets ``doc.metadata`` and ``doc.source`` in one payload update, then
+    the record gets the source. Each step is one idempotent operation conditional on that version: a
+    crash between them leaves each chunk searchable with the old or the new metadata and the same call
+    again finishes the job, and a version another writer replaced meanwhile is not touched. Returns the
+    document's record, or None when the store holds no complete version with that content hash.
+    """
+    metadata, source = check_metadata(doc.metadata), check_source_name(doc.source)
+    found = store.retrieve([document_record_id(doc.doc_id)])
+    record = DocumentRecord.from_payload(found[0].payload) if found else None
+    if record is None or not record.is_complete(doc.content_hash):
+        return None
+    writer = writer or Writer(store)
+    writer.set_payload(chunks_filter(doc.doc_id, doc.content_hash), {"metadata": metadata, "source": source})
+    if record.source != source:
+        this_version = models.Filter(
+            must=[
+                models.HasIdCondition(has_id=[document_record_id(doc.doc_id)]),
+                match("state", COMPLETE),
+                match("content_hash", doc.content_hash),
+            ]
+        )
+        writer.set_payload(this_version, {"source": source})
+    writer.close()
+    return replace(record, source=source)
 
 
 def prune(writer: Writer, known: Iterable[DocumentRecord], root: str, present: set[str]) -> list[str]:

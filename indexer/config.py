@@ -160,6 +160,7 @@ class ServiceSettings(_Section):
     port: int = Field(8000, ge=0, le=65535)  # 0: any free port
     api_key: str | None = Field(None, repr=False)  # from RETRIEVER_API_KEY, never from a file; None: no auth
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_json_bytes: int = Field(2 * 1024 * 1024, ge=1024)  # any other request body (searches, batches)
     max_batch_queries: int = Field(64, ge=1, le=1024)  # per POST /search/batch
     encode_batch: int = Field(32, ge=1, le=1024)  # concurrent queries encoded in one model call
 

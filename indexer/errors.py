@@ -13,6 +13,10 @@ class LoaderError(IndexerError):
     """A source file could not be read or decoded."""
 
 
+class InvalidInputError(IndexerError):
+    """A value a caller gave (document id, file name, metadata) cannot be stored as it is."""
+
+
 class ChunkingError(IndexerError):
     """A text could not be split within the token budget."""
 

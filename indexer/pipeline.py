@@ -19,7 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from indexer import versions
-from indexer.admin import prune
+from indexer.admin import prune, update_metadata
 from indexer.chunking import Chunker
 from indexer.config import Settings
 from indexer.encoder import BATCHES_PER_CALL, Encoder
@@ -32,6 +32,7 @@ from indexer.records import COLLECTION_RECORD_ID, CollectionRecord
 from indexer.report import FileResult, IngestReport, IngestStopped
 from indexer.runtime import collection_spec
 from indexer.store import Store
+from indexer.validation import check_metadata
 from indexer.versions import DocumentRecord, FileStat
 from indexer.writer import Writer
 
@@ -289,6 +290,7 @@ def ingest(
     stored with every chunk under ``metadata.*``.
     Raises ``IngestStopped`` (with the report) when the store fails for good mid-run.
     """
+    metadata = check_metadata(metadata) if metadata else None  # refused once, not once per file
     report = IngestReport(collection=store.collection)
     items, found = _items(paths, settings, report)
     run = _Run(settings, encoder, store, report, progress, metadata)
@@ -322,7 +324,10 @@ def ingest_bytes(
 ) -> tuple[Document, FileResult]:
     """Index one file's bytes (an upload); the same doc id again replaces its previous version.
 
-    Raises ``LoaderError`` for bytes that cannot be read as a document of ``name``'s type.
+    The same bytes again are not encoded again: the stored version takes the new metadata and name
+    (``indexer.admin.update_metadata``) and the result says "unchanged". Raises ``InvalidInputError``
+    for a name, doc id or metadata that cannot be stored, ``LoaderError`` for bytes that cannot be read
+    as a document of ``name``'s type.
     """
     doc = load_bytes(
         data,
@@ -334,6 +339,12 @@ def ingest_bytes(
         max_unpacked_bytes=settings.ingest.max_unpacked_bytes,
     )
     [result] = ingest_documents([doc], settings, encoder, store).files
+    if result.status == "unchanged":
+        record = update_metadata(store, doc)
+        if record is None:  # another writer changed the document since the run read its record
+            result.status, result.error = "failed", "the document changed meanwhile; upload it again"
+        else:
+            result.chunks, result.tokens = record.chunks, record.tokens
     return doc, result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from qdrant_client import models
 
@@ -72,6 +73,11 @@ class Writer:
         """Delete matching points after everything added before has been written (order is kept)."""
         self.flush()
         self._retry(f"delete of {flt}", self.store.delete, flt)
+
+    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
+        """Set payload keys on matching points after everything added before has been written."""
+        self.flush()
+        self._retry("payload update", self.store.set_payload, flt, payload)
 
     def _write(self, batch: list[PointRecord]) -> None:
         crash_point("write")

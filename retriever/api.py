@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ from indexer.runtime import open_runtime
 from indexer.schema import COLBERT, DENSE, CollectionInfo
 from indexer.store import Store
 from indexer.store.features import unsupported
-from retriever.query import build_request, final_threshold, parse_filter, score_divisor
+from indexer.validation import is_valid_unicode
+from retriever.query import build_request, check_filter, final_threshold, parse_filter, score_divisor
 
 logger = logging.getLogger(__name__)
 
@@ -184,37 +184,28 @@ class Retriever:
             raise QueryError(
                 f"mode {mode.value} needs ColBERT vectors, which collection {self.store.collection!r} lacks"
             )
-        for q in queries:
-            if not isinstance(q, str) or not q.strip():
-                raise QueryError("the query is empty")
-            if len(q) > MAX_QUERY_CHARS:
-                raise QueryError(f"the query is {len(q)} characters long; the limit is {MAX_QUERY_CHARS}")
+        for i, q in enumerate(queries):
+            try:
+                check_query(q)
+            except QueryError as e:
+                raise QueryError(f"query #{i + 1}: {e}" if len(queries) > 1 else str(e)) from None
         try:
             flt = parse_filter(filter)
         except ValueError as e:  # pydantic's ValidationError, e.g. a list mixing strings and numbers
             raise QueryError(f"invalid filter: {str(e).splitlines()[0]}") from e
-        _check_filter(flt)
+        check_filter(flt)
         return SearchPlan(mode=mode, limit=limit, flt=flt, settings=r)
 
 
-def _check_filter(flt: Any) -> None:
-    """Refuse, before any engine sees them, filters the engines would fail on rather than answer."""
-    if flt is None:
-        return
-    if isinstance(flt, models.Filter):
-        for part in (flt.must, flt.should, flt.must_not, flt.min_should and flt.min_should.conditions):
-            for c in part if isinstance(part, list) else [part] if part is not None else []:
-                _check_filter(c)
-    elif isinstance(flt, models.FieldCondition) and not flt.key.strip():
-        raise QueryError("filter keys must not be empty")
-    elif isinstance(flt, models.HasIdCondition):
-        for point_id in flt.has_id:
-            try:
-                uuid.UUID(str(point_id))
-            except ValueError:
-                raise QueryError(f"has_id: point ids are UUIDs, got {point_id!r}") from None
-    elif isinstance(flt, models.NestedCondition):
-        _check_filter(flt.nested.filter)
+def check_query(query: Any) -> str:
+    """A query the model can encode: non-empty text of at most ``MAX_QUERY_CHARS`` valid Unicode characters."""
+    if not isinstance(query, str) or not query.strip():
+        raise QueryError("the query is empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise QueryError(f"the query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
+    if not is_valid_unicode(query):
+        raise QueryError("the query is not valid Unicode (it holds a lone surrogate)")
+    return query
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,7 @@ store translates them, so every engine runs the same request.
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from qdrant_client import models
@@ -16,9 +14,18 @@ from qdrant_client import models
 from indexer.errors import QueryError
 from indexer.models import Embedding
 from indexer.modes import DEFAULT_M3_WEIGHTS, SearchMode, check_limit, valid_m3_weights
-from indexer.schema import COLBERT, DENSE, KEYWORD_FIELDS, SPARSE
+from indexer.schema import COLBERT, DENSE, SPARSE
+from retriever.filters import check_filter, parse_filter
 
-__all__ = ["SearchMode", "build_request", "final_threshold", "m3_formula", "parse_filter", "score_divisor"]
+__all__ = [
+    "SearchMode",
+    "build_request",
+    "check_filter",
+    "final_threshold",
+    "m3_formula",
+    "parse_filter",
+    "score_divisor",
+]
 
 
 def score_divisor(mode: SearchMode | str, query: Embedding) -> float:
@@ -161,94 +168,3 @@ def build_request(
     return models.QueryRequest(
         prefetch=[candidates], query=colbert_q, using=COLBERT, score_threshold=threshold, **common
     )
-
-
-# ------------------------------------------------------------------------------------------ filters
-
-_EXPRESSION = re.compile(r"^\s*(?P<key>[^=!<>\s]+)\s*(?P<op>>=|<=|!=|=|>|<)(?P<value>.*)$", re.S)
-_RANGE_KEYS = {"gte", "gt", "lte", "lt"}
-
-
-def _scalar(key: str, raw: str) -> Any:
-    """``page=3`` means the integer 3; ``doc_id=2025`` stays the string it is stored as."""
-    if key in KEYWORD_FIELDS:
-        return raw
-    for cast in (int, float):
-        try:
-            return cast(raw)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(raw.lower(), raw)
-
-
-def _condition(key: str, value: Any) -> models.FieldCondition:
-    if not isinstance(key, str) or not key:
-        raise QueryError(f"filter keys must be non-empty strings, got {key!r}")
-    if isinstance(value, Mapping):
-        unknown = set(value) - _RANGE_KEYS
-        if unknown or not value:
-            raise QueryError(f"filter on {key!r}: a range takes gte/gt/lte/lt, got {sorted(value) or '{}'}")
-        for bound in value.values():
-            if not isinstance(bound, (int, float)) or isinstance(bound, bool):
-                raise QueryError(f"filter on {key!r}: range bounds must be numbers, got {bound!r}")
-        return models.FieldCondition(key=key, range=models.Range(**value))
-    if isinstance(value, list):
-        all_str = all(isinstance(v, str) for v in value)
-        all_int = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        if not value or not (all_str or all_int):
-            raise QueryError(f"filter on {key!r}: a list must hold only strings or only integers")
-        return models.FieldCondition(key=key, match=models.MatchAny(any=value))
-    if isinstance(value, (str, int, bool)):
-        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
-    raise QueryError(f"filter on {key!r}: unsupported value {value!r}")
-
-
-def parse_filter(spec: Any) -> models.Filter | None:
-    """A Qdrant filter from the forms users write.
-
-    - ``None`` or ``{}``: no filter
-    - a ``models.Filter``, or a dict in Qdrant's own filter syntax (``{"must": [...]}``)
-    - a simple dict, all conditions required: ``{"source": "a.pdf", "pages": [1, 2], "page": {"gte": 3}}``
-      (a list means any of; a dict of gte/gt/lte/lt means a range)
-    - a list of expressions ``["source=a.pdf", "page>=3", "doc_id!=x"]`` (CLI form), or a JSON string
-      of any of the above
-    """
-    if spec is None or spec == {} or spec == []:
-        return None
-    if isinstance(spec, models.Filter):
-        return spec
-    if isinstance(spec, str):
-        text = spec.strip()
-        if text.startswith(("{", "[")):
-            try:
-                return parse_filter(json.loads(text))
-            except json.JSONDecodeError as e:
-                raise QueryError(f"filter is not valid JSON: {e}") from e
-        return parse_filter([text])
-    if isinstance(spec, Mapping):
-        if set(spec) & {"must", "should", "must_not", "min_should"}:
-            try:
-                return models.Filter.model_validate(spec)
-            except Exception as e:
-                raise QueryError(f"invalid Qdrant filter: {e}") from e
-        return models.Filter(must=[_condition(k, v) for k, v in spec.items()])
-    if isinstance(spec, (list, tuple)):
-        must: list[Any] = []
-        must_not: list[Any] = []
-        for expr in spec:
-            if not isinstance(expr, str):
-                raise QueryError(f"filter expressions must be strings like 'page>=2', got {expr!r}")
-            m = _EXPRESSION.match(expr)
-            if not m or not m["value"].strip():
-                raise QueryError(f"cannot read filter {expr!r}; write KEY=VALUE, KEY!=VALUE or KEY>=NUMBER")
-            key, op = m["key"], m["op"]
-            value = _scalar(key, m["value"].strip())
-            if op in ("=", "!="):
-                (must if op == "=" else must_not).append(_condition(key, value))
-            else:
-                if not isinstance(value, (int, float)) or isinstance(value, bool):
-                    raise QueryError(f"filter {expr!r}: {op} needs a number")
-                bound = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}[op]
-                must.append(_condition(key, {bound: value}))
-        return models.Filter(must=must or None, must_not=must_not or None)
-    raise QueryError(f"unsupported filter {spec!r}")

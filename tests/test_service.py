@@ -152,14 +152,15 @@ def test_bad_batch_requests(client: httpx.Client) -> None:
             413,
             f"the file is over the limit of {MAX_UPLOAD} bytes",
         ),
-        ({"file": ("huge.txt", b"a " * (2 * MAX_UPLOAD))}, {}, 413, "bytes is over the limit"),
+        ({"file": ("huge.txt", b"a " * (4 * MAX_UPLOAD))}, {}, 413, "bytes) is over the limit"),
         ({"file": ("binary.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00")}, {}, 422, "binary file"),
         ({"file": ("empty.md", b"  \n")}, {}, 422, "empty"),
         ({"file": ("broken.pdf", b"%PDF-1.4 nonsense")}, {}, 422, "cannot read PDF"),
         ({"file": ("a.txt", b"text")}, {"metadata": "{oops"}, 422, "metadata is not valid JSON"),
         ({"file": ("a.txt", b"text")}, {"metadata": "[1]"}, 422, "JSON object"),
         ({"file": ("a.txt", b"text")}, {"doc_id": "  "}, 422, "doc_id"),
-        ({}, {"doc_id": "x"}, 422, "file"),
+        ({}, {"doc_id": "x"}, 415, "multipart/form-data"),
+        ({"other": ("a.txt", b"text")}, {"doc_id": "x"}, 422, "file: required"),
     ],
 )
 def test_bad_uploads_get_a_clear_4xx(client: httpx.Client, files: dict, data: dict, status: int, message: str) -> None:

@@ -23,6 +23,7 @@ from indexer.loaders.structure import (
 )
 from indexer.loaders.text import decode_text
 from indexer.models import Document, PageSpan, SectionSpan, SourceFile
+from indexer.validation import check_doc_id, check_file_name, check_metadata, check_source_name
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -149,14 +150,20 @@ def load_bytes(
 ) -> Document:
     """A Document from a file's bytes; ``name`` gives the type (by suffix) and, by default, id and source.
 
-    ``max_unpacked_bytes`` bounds what an Office file (a zip archive) may unpack to.
+    ``max_unpacked_bytes`` bounds what an Office file (a zip archive) may unpack to. Raises
+    ``InvalidInputError`` for a name, doc id or source that cannot be stored (control characters, text
+    that is not valid Unicode) and for metadata ``check_metadata`` refuses; ``LoaderError`` for bytes that
+    cannot be read as a document of ``name``'s type.
     """
+    check_file_name(name)
+    doc_id = check_doc_id(doc_id if doc_id is not None else name)
+    source = check_source_name(source if source is not None else name)
+    meta = check_metadata(metadata)
     suffix = Path(name).suffix.lower()
     if not data:
         raise LoaderError(f"{name}: the file is empty (0 bytes)")
-    meta = dict(metadata or {})
     pages, sections = _pages_and_sections(data, name, suffix, meta, pdf_password, max_unpacked_bytes)
-    return build_document(doc_id or name, source or name, data, pages, meta, sections)
+    return build_document(doc_id, source, data, pages, meta, sections)
 
 
 def load_file(

@@ -40,6 +40,9 @@ class Store(Protocol):
 
     def delete(self, flt: models.Filter) -> None: ...
 
+    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
+        """Set these top-level payload keys on every matching point (one operation; other keys are kept)."""
+
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]: ...
 
     def count(self, flt: models.Filter | None = None) -> int: ...

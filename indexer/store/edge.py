@@ -210,6 +210,12 @@ class EdgeStore:
             qe.UpdateOperation.delete_points_by_filter(edge_filter(flt)),
         )
 
+    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
+        import qdrant_edge as qe
+
+        op = qe.UpdateOperation.set_payload_by_filter(edge_filter(flt), payload)
+        self._run("setting payload", self._shard().update, op)
+
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
         import qdrant_edge as qe
 

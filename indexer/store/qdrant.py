@@ -192,6 +192,10 @@ class QdrantStore:
         selector = models.FilterSelector(filter=flt)
         self._write("deleting points", self.client.delete, self.collection, points_selector=selector)
 
+    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
+        selector = models.FilterSelector(filter=flt)
+        self._write("setting payload", self.client.set_payload, self.collection, payload=payload, points=selector)
+
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
         groups = (
             split_by_bytes(requests, self.settings.max_request_bytes) if self.rest and self.settings else [requests]

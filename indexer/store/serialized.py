@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from qdrant_client import models
 
@@ -50,6 +51,10 @@ class SerializedStore:
     def delete(self, flt: models.Filter) -> None:
         with self.lock:
             self.inner.delete(flt)
+
+    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
+        with self.lock:
+            self.inner.set_payload(flt, payload)
 
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
         with self.lock:

@@ -1,4 +1,4 @@
-"""The FastAPI application: lifespan, authentication, error mapping, and ``serve``.
+"""The FastAPI application: lifespan, authentication and body limits, error mapping, and ``serve``.
 
 One process opens the model and the store once. With the embedded engine the service owns the store:
 uploads and deletes go through it, serialized with searches (see ``indexer.store.concurrent``).
@@ -7,43 +7,53 @@ uploads and deletes go through it, serialized with searches (see ``indexer.store
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
+from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException
 
 from indexer.config import Settings
-from indexer.errors import IndexerError, QueryError, StoreError, StoreRequestError
+from indexer.errors import IndexerError, InvalidInputError, LoaderError, QueryError, StoreError, StoreRequestError
 from indexer.runtime import open_runtime
 from retriever.aio import AsyncRetriever
 from retriever.api import Retriever
 from retriever.service import routes
+from retriever.service.guard import API_KEY_HEADER, INTERNAL_ERROR, ServiceGuard, error_response
 from retriever.service.state import ApiError, ServiceState
 
 logger = logging.getLogger(__name__)
 
-API_KEY_HEADER = "X-API-Key"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # reachable without the API key (orchestrator probes)
-MULTIPART_OVERHEAD = 64 * 1024  # form fields and boundaries around the file in an upload
+MULTIPART_OVERHEAD = 256 * 1024  # form fields (doc_id, metadata) and boundaries around the file in an upload
+
+# The status each error family answers with; the most specific class in an error's MRO wins, so a
+# subclass gets its own entry (e.g. a store refusing a request, a 4xx) without touching the handler.
+ERROR_STATUS: dict[type[Exception], int] = {
+    QueryError: 422,
+    InvalidInputError: 422,
+    StoreRequestError: 422,  # the server refused the request (e.g. a filter it cannot run): its reason, a 4xx
+    LoaderError: 422,
+    StoreError: 503,
+    IndexerError: 500,
+}
+# What a 5xx tells the client; its own message (engine errors, paths) goes to the log only.
+SERVER_ERROR_DETAIL = {
+    503: "the vector store failed or is unreachable (the details are in the service log); try again later",
+}
 
 
-def _error(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
-
-
-def _validation_message(errors: list[dict[str, Any]]) -> str:
-    parts = []
-    for e in errors:
-        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
-        parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
-    return "; ".join(parts)
+def status_for(exc: Exception) -> int:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 500
 
 
 def open_for_service(settings: Settings) -> Retriever:
@@ -52,36 +62,78 @@ def open_for_service(settings: Settings) -> Retriever:
     return Retriever(settings, encoder=runtime.encoder, store=runtime.store)
 
 
+# ------------------------------------------------------------------------------------------- errors
+
+_MESSAGES = {
+    "missing": "required",
+    "extra_forbidden": "unknown field",
+}
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "list", "dict"})
+
+
+def _is_type_tag(part: str) -> bool:
+    """A member of a union or a validator in pydantic's error location, not a field name."""
+    return part in _TYPE_TAGS or any(c in part for c in "[(-")
+
+
+def _validation_message(errors: list[dict[str, Any]]) -> str:
+    """Pydantic's errors as "field: what is wrong", without its type tags and inputs.
+
+    A value that fits no member of a union (``filter``) gives one error per member; they are joined.
+    """
+    problems: dict[str, list[str]] = {}
+    for e in errors:
+        parts = [p for p in e.get("loc", ())[1:] if isinstance(p, int) or not _is_type_tag(str(p))]
+        where = ".".join(str(p) for p in parts)
+        msg = _MESSAGES.get(str(e.get("type")), str(e.get("msg", "invalid")))
+        found = problems.setdefault(where, [])
+        if msg not in found:
+            found.append(msg)
+    out = []
+    for where, msgs in problems.items():
+        text = " or ".join(m[:1].lower() + m[1:] for m in msgs)
+        out.append(f"{where}: {text}" if where else text)
+    return "; ".join(out) or "invalid request"
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors())
+        errors = list(exc.errors())
         bad_json = [e for e in errors if e.get("type") == "json_invalid"]
         if bad_json:
-            return _error(400, f"malformed JSON: {bad_json[0].get('ctx', {}).get('error', 'cannot parse the body')}")
-        return _error(422, _validation_message(errors))
+            e = bad_json[0]
+            where = next((p for p in e.get("loc", ()) if isinstance(p, int)), None)
+            at = f" at character {where}" if where is not None else ""
+            return error_response(400, f"malformed JSON: {(e.get('ctx') or {}).get('error', 'cannot parse it')}{at}")
+        return error_response(422, _validation_message(errors))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if exc.status_code == 400 and cause is not None:  # FastAPI could not parse the body
+            logger.info("unreadable body on %s %s: %r", request.method, request.url.path, cause)
+            if isinstance(cause, RecursionError):
+                return error_response(400, "malformed JSON: nested too deeply")
+            return error_response(400, "malformed request body: it cannot be read as its declared content type")
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.detail)
-
-    @app.exception_handler(QueryError)
-    async def query_error(request: Request, exc: QueryError) -> JSONResponse:
-        return _error(422, str(exc))
-
-    @app.exception_handler(StoreRequestError)
-    async def store_refused(request: Request, exc: StoreRequestError) -> JSONResponse:
-        return _error(422, f"the vector store refused the request: {exc}")  # its reason, e.g. a bad filter
-
-    @app.exception_handler(StoreError)
-    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
-        logger.error("store: %s", exc)
-        return _error(503, f"the vector store failed: {exc}")
+        return error_response(exc.status, exc.detail)
 
     @app.exception_handler(IndexerError)
     async def indexer_error(request: Request, exc: IndexerError) -> JSONResponse:
-        logger.error("%s: %s", type(exc).__name__, exc)
-        return _error(500, str(exc))
+        status = status_for(exc)
+        if status < 500:
+            return error_response(status, str(exc))
+        logger.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc, exc_info=exc)
+        return error_response(status, SERVER_ERROR_DETAIL.get(status, INTERNAL_ERROR))
+
+
+# ------------------------------------------------------------------------------------------- app
 
 
 def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
@@ -92,7 +144,11 @@ def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
     """
     settings = retriever.settings
     key = api_key if api_key is not None else settings.service.api_key
-    max_upload = settings.service.max_upload_bytes
+    upload_limit = settings.service.max_upload_bytes + MULTIPART_OVERHEAD
+    json_limit = settings.service.max_json_bytes
+
+    def limit_for(method: str, path: str) -> int:
+        return upload_limit if (method, path) == ("POST", "/documents") else json_limit
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,27 +167,43 @@ def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
         description=(
             "Hybrid search (BGE-M3 dense + sparse + ColBERT) over one Qdrant collection, and document uploads. "
             f"When the service has an API key, send it in the `{API_KEY_HEADER}` header (all routes but "
-            "/healthz and /readyz)."
+            f"/healthz and /readyz). Request bodies: uploads up to {settings.service.max_upload_bytes} bytes "
+            f"per file, every other body up to {json_limit} bytes (413 above). Every error is "
+            '`{"detail": "..."}`.'
         ),
         lifespan=lifespan,
     )
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        if key and request.url.path not in OPEN_PATHS:
-            given = request.headers.get(API_KEY_HEADER, "")
-            if not hmac.compare_digest(given.encode(), key.encode()):
-                return _error(401, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)")
-        if request.method == "POST" and request.url.path == "/documents":
-            length = request.headers.get("content-length")
-            if length and length.isdigit() and int(length) > max_upload + MULTIPART_OVERHEAD:
-                return _error(413, f"upload of {int(length)} bytes is over the limit of {max_upload} bytes")
-        return await call_next(request)
-
+    app.add_middleware(ServiceGuard, api_key=key, open_paths=OPEN_PATHS, limit_for=limit_for)
     _add_error_handlers(app)
-    for router in (routes.health, routes.search, routes.documents, routes.collections):
-        app.include_router(router)
+    app.include_router(routes.health)
+    # With a key, the schema says so: the scheme is declared and 401 is a documented answer of every route.
+    keyed: dict[str, Any] = {}
+    if key:
+        scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="the service's API key")
+        keyed = {"dependencies": [Security(scheme)], "responses": routes.errors(401)}
+    for router in (routes.search, routes.documents, routes.collections):
+        app.include_router(router, **keyed)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema without its default 422 (a list of pydantic errors) where none can happen.
+
+    Every route that can answer 422 declares it (``{"detail": "..."}``, like every error); FastAPI adds
+    its own to the others that take parameters (a path parameter any text matches).
+    """
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                default = operation.get("responses", {}).get("422", {})
+                if "HTTPValidationError" in str(default):
+                    del operation["responses"]["422"]
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def serve(settings: Settings, log_level: str = "info") -> None:

@@ -2,36 +2,60 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
-from indexer.modes import MAX_QUERY_CHARS, Limit, SearchMode
+from indexer.modes import MAX_LIMIT, MAX_QUERY_CHARS, SearchMode
 
 FilterSpec = dict[str, Any] | list[str] | str | None
-_FILTER_HELP = '{"doc_id": "a.pdf", "page": {"gte": 2}}, ["page>=2"], or Qdrant\'s {"must": [...]} syntax'
+_FILTER_HELP = (
+    '{"doc_id": "a.pdf", "page": {"gte": 2}}, ["page>=2"], or Qdrant\'s {"must": [...]} syntax; at most 1,000 '
+    "conditions, 10,000 listed values, 8 levels of nested filters"
+)
+
+
+_JSON_KINDS = {bool: "a boolean", str: "a string", type(None): "null", list: "an array", dict: "an object"}
+
+
+def _json_integer(value: Any) -> Any:
+    """Integers are JSON numbers without a fraction (5 or 5.0, as JSON Schema has it): "5" and true are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = _JSON_KINDS.get(type(value), type(value).__name__)
+        raise PydanticCustomError(
+            "json_integer", "Input should be an integer (a JSON number), not {kind}", {"kind": kind}
+        )
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+StrictLimit = Annotated[JsonInt, Field(ge=1, le=MAX_LIMIT, description=f"hits to return, 1 to {MAX_LIMIT}")]
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, examples=["late delivery penalty"])]
+
+
 class SearchRequest(_Body):
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, examples=["late delivery penalty"])
-    limit: Limit | None = Field(None, description="hits to return (default from config)")
+    query: Query
+    limit: StrictLimit | None = Field(None, description="hits to return (default from config)")
     mode: SearchMode | None = Field(None, description="retrieval mode (default from config)")
     filter: FilterSpec = Field(None, description=_FILTER_HELP)
 
 
 class BatchSearchRequest(_Body):
-    queries: list[str] = Field(min_length=1)
-    limit: Limit | None = None
+    queries: list[Query] = Field(min_length=1, description="each checked as a single query is")
+    limit: StrictLimit | None = None
     mode: SearchMode | None = None
     filter: FilterSpec = None
 
 
 class ContextRequest(SearchRequest):
-    max_tokens: int = Field(2000, ge=1, le=1_000_000, description="token budget of the context text")
+    max_tokens: JsonInt = Field(2000, ge=1, le=1_000_000, description="token budget of the context text")
 
 
 class Hit(BaseModel):
@@ -77,6 +101,10 @@ class ContextResponse(BaseModel):
 
 
 class UploadResponse(BaseModel):
+    status: Literal["indexed", "unchanged"] = Field(
+        description="indexed: this version was chunked and encoded; unchanged: the same bytes were already "
+        "indexed under this doc id, and only the metadata and source were updated"
+    )
     doc_id: str
     source: str
     content_hash: str
@@ -98,5 +126,17 @@ class CollectionResponse(BaseModel):
     vectors: dict[str, Any]
 
 
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"]
+    collection: str
+    points: int
+
+
 class ErrorResponse(BaseModel):
+    """Every error: what was wrong with the request (4xx), or what failed (5xx; the details are in the log)."""
+
     detail: str
