@@ -166,3 +166,17 @@ def test_float16_colbert_scores_stay_close(tiny_model_dir: Path, encoder: BGEM3E
     assert scores["float16"].keys() == scores["float32"].keys()
     for pid, score in scores["float32"].items():
         assert scores["float16"][pid] == pytest.approx(score, rel=2e-3)
+
+
+def test_values_count_and_geo_filters_run_on_edge_as_on_local_mode(indexed: dict) -> None:
+    """Edge must run every condition it is given: a dropped one would match nothing, or everything."""
+    flt = {"must": [{"key": "pages", "values_count": {"lte": 100}}]}
+    want = indexed["local"].search("supplier delivery terms", limit=10, mode="dense", filter=flt)
+    got = indexed["edge"].search("supplier delivery terms", limit=10, mode="dense", filter=flt)
+    assert len(want) == 10
+    assert [h.id for h in got] == [h.id for h in want]
+    none = {"must": [{"key": "pages", "values_count": {"gt": 100}}]}
+    assert indexed["edge"].search("supplier delivery terms", limit=10, mode="dense", filter=none) == []
+    geo = {"must": [{"key": "location", "geo_radius": {"center": {"lon": 13.4, "lat": 52.5}, "radius": 1000.0}}]}
+    assert indexed["edge"].search("supplier delivery terms", limit=5, mode="dense", filter=geo) == []
+    assert indexed["local"].search("supplier delivery terms", limit=5, mode="dense", filter=geo) == []

@@ -71,8 +71,40 @@ def edge_condition(c: Any) -> Any:
                     if k in ("gte", "gt", "lte", "lt")
                 }
             )
-        return qe.FieldCondition(key=c.key, match=match, range=rng, is_empty=c.is_empty, is_null=c.is_null)
+        return qe.FieldCondition(
+            key=c.key,
+            match=match,
+            range=rng,
+            is_empty=c.is_empty,
+            is_null=c.is_null,
+            **_edge_geo_and_count(c),
+        )
     raise QueryError(f"filter condition {type(c).__name__} is not supported by the embedded engine")
+
+
+def _edge_geo_and_count(c: models.FieldCondition) -> dict[str, Any]:
+    """The geo and values-count parts of a field condition (each translated, never dropped)."""
+    import qdrant_edge as qe
+
+    def point(p: models.GeoPoint) -> Any:
+        return qe.GeoPoint(lon=p.lon, lat=p.lat)
+
+    out: dict[str, Any] = {}
+    if c.values_count is not None:
+        v = c.values_count
+        out["values_count"] = qe.ValuesCount(lt=v.lt, gt=v.gt, lte=v.lte, gte=v.gte)
+    if c.geo_bounding_box is not None:
+        box = c.geo_bounding_box
+        out["geo_bounding_box"] = qe.GeoBoundingBox(point(box.top_left), point(box.bottom_right))
+    if c.geo_radius is not None:
+        out["geo_radius"] = qe.GeoRadius(point(c.geo_radius.center), c.geo_radius.radius)
+    if c.geo_polygon is not None:
+        poly = c.geo_polygon
+        out["geo_polygon"] = qe.GeoPolygon(
+            [point(p) for p in poly.exterior.points],
+            [[point(p) for p in ring.points] for ring in poly.interiors] if poly.interiors else None,
+        )
+    return out
 
 
 def edge_query(query: Any, using: str | None) -> Any:
