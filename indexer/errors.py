@@ -39,3 +39,11 @@ class QueryError(IndexerError):
 
 class TransientStoreError(StoreError):
     """A store error worth retrying (connection lost, timeout, overload)."""
+
+
+class DocumentBusy(IndexerError):
+    """Another live writer holds the document's lease (see ``indexer.leases``); try again once it is done."""
+
+
+class LeaseLost(IndexerError):
+    """This run's lease on a document lapsed (it was not renewed in time); the run must not change it any more."""

@@ -1,4 +1,8 @@
-"""Batched, retried writes: bounded by point count and by bytes, waiting for the last one."""
+"""Batched, retried writes: bounded by point count and by bytes, waiting for the last one.
+
+A writer can be fenced (``fence``): every attempt to write a batch passes it through the fence first, which
+drops the points of documents this run may no longer change (see ``indexer.leases``).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from indexer.store import Store
 
 logger = logging.getLogger(__name__)
 
+Fence = Callable[[list[PointRecord]], list[PointRecord]]
+
 
 class Writer:
     """Buffers points and upserts them in batches of at most ``max_points`` points and ``max_bytes``.
@@ -22,6 +28,7 @@ class Writer:
     A server's REST limit is 32 MB per request and one ColBERT point of 256 tokens is about 5 MB as
     JSON, so the byte bound matters as much as the count. Transient errors are retried with
     exponential backoff; the last batch is written with ``wait=True`` and the store is finished.
+    ``fence`` filters each batch right before each attempt (a retry may come long after the first).
     """
 
     def __init__(
@@ -32,6 +39,7 @@ class Writer:
         retries: int = 5,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        fence: Fence | None = None,
     ) -> None:
         self.store = store
         self.max_points = max_points
@@ -39,6 +47,7 @@ class Writer:
         self.retries = retries
         self.backoff = backoff
         self.sleep = sleep
+        self.fence = fence
         self.buffer: list[PointRecord] = []
         self.buffer_bytes = 0
         self.written = 0
@@ -61,14 +70,28 @@ class Writer:
         self.written += len(batch)
         self.batches += 1
 
-    def delete(self, flt: models.Filter) -> None:
-        """Delete matching points after everything added before has been written (order is kept)."""
+    def delete(self, flt: models.Filter, check: Callable[[], None] | None = None) -> None:
+        """Delete matching points after everything added before has been written (order is kept).
+
+        ``check`` runs before each attempt and raises to call the delete off.
+        """
         self.flush()
-        self._retry(f"delete of {flt}", self.store.delete, flt)
+        self._retry(f"delete of {flt}", self._delete, flt, check)
+
+    def _delete(self, flt: models.Filter, check: Callable[[], None] | None) -> None:
+        if check is not None:
+            check()
+        self.store.delete(flt)
 
     def _write(self, batch: list[PointRecord], wait: bool) -> None:
         crash_point("write")
-        self._retry(f"write of {len(batch)} points", self.store.upsert, batch, wait)
+        self._retry(f"write of {len(batch)} points", self._upsert, batch, wait)
+
+    def _upsert(self, batch: list[PointRecord], wait: bool) -> None:
+        if self.fence is not None:
+            batch = self.fence(batch)
+        if batch:
+            self.store.upsert(batch, wait)
 
     def _retry(self, what: str, fn: Callable[..., None], *args: object) -> None:
         for attempt in range(self.retries + 1):

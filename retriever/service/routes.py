@@ -12,7 +12,8 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
 from indexer.admin import collection_status, delete_document
-from indexer.errors import LoaderError
+from indexer.errors import DocumentBusy, LoaderError
+from indexer.leases import LeaseTimings
 from indexer.loaders import SUPPORTED_SUFFIXES
 from indexer.modes import SearchMode
 from indexer.pipeline import ingest_bytes
@@ -141,6 +142,8 @@ async def upload(
             )
         except LoaderError as e:
             raise ApiError(422, str(e)) from e
+    if result.status == "busy":  # another writer is changing this document now
+        raise ApiError(409, f"cannot ingest {name} now: {result.error}; try again")
     if result.status != "ok":
         raise ApiError(422, f"cannot ingest {name}: {result.error}")
     logger.info("uploaded %s as %s: %d chunks", name, doc.doc_id, result.chunks)
@@ -157,8 +160,12 @@ async def upload(
 async def delete(doc_id: str, service: Service) -> dict[str, Any]:
     """Delete a document: every chunk of every version, and its record."""
     store = service.retriever.store
+    timings = LeaseTimings.from_settings(service.settings.ingest)
     async with service.write_lock:
-        removed = await asyncio.to_thread(delete_document, store, doc_id)
+        try:
+            removed = await asyncio.to_thread(delete_document, store, doc_id, timings)
+        except DocumentBusy as e:
+            raise ApiError(409, f"{e}; try again") from e
     if removed is None:
         raise ApiError(404, f"no document {doc_id!r} in collection {store.collection!r}")
     return {"doc_id": doc_id, "deleted": removed}
