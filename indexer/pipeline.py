@@ -10,6 +10,7 @@ the next one. Runs may share a collection: a run changes a document only under i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from indexer import versions
 from indexer.admin import prune
-from indexer.changes import NO_FILE, Item, find_items, load_if_changed
+from indexer.changes import Item, find_items, load_if_changed
 from indexer.chunking import Chunker
 from indexer.config import Settings
 from indexer.encoder import BATCHES_PER_CALL, Encoder
@@ -41,6 +42,8 @@ from indexer.writer import Writer
 __all__ = ["FileResult", "IngestReport", "IngestStopped", "Owner", "ingest", "ingest_bytes", "ingest_documents"]
 
 logger = logging.getLogger(__name__)
+
+REFRESH_BATCH = 64  # touched, unchanged files whose records are rewritten together
 
 
 @dataclass(slots=True)
@@ -82,6 +85,7 @@ class _Run:
             fence=self.leases.fence,
         )
         self.deferred: list[tuple[Item, FileResult]] = []  # documents another writer held
+        self.touched: list[tuple[Item, FileResult, DocumentRecord]] = []  # unchanged files with a new mtime
         self.group: list[tuple[_Doc, Chunk]] = []
         self.group_size = settings.model.batch_size * BATCHES_PER_CALL
         self.known: dict[str, DocumentRecord] = {}
@@ -153,29 +157,52 @@ class _Run:
         return result
 
     def _load(self, item: Item, result: FileResult, wait: float) -> tuple[Document | None, FileStat]:
-        """The document to write, if the item changed; a touched but unchanged file's record is refreshed."""
+        """The document to write, if the item changed; a touched but unchanged file joins the next refresh."""
         doc_id = item.document.doc_id if item.document is not None else item.file.rel_path if item.file else ""
         load = load_if_changed(item, result, self.settings, self.metadata, self.known.get(doc_id))
-        if load.refresh is None:
-            return load.document, load.file_stat
-        # Rewrite the record with the new modification time, under a claim: it may have changed since.
-        claim = self.leases.claim(load.refresh.doc_id, None, wait=wait)
-        current = claim.record
-        if current is not None and current.is_complete(load.refresh.content_hash):
-            self._keep(claim, current, item, (load.refresh.file_size, load.refresh.file_mtime_ns))
-            return None, NO_FILE
-        self.leases.release(claim, self.writer)  # another run wrote another version meanwhile: write this one
-        result.status = "ok"
-        load = load_if_changed(item, result, self.settings, self.metadata, current)
+        if load.refresh is not None:
+            self.touched.append((item, result, load.refresh))
+            if wait or len(self.touched) >= REFRESH_BATCH:
+                self.refresh_touched(wait)
         return load.document, load.file_stat
+
+    def refresh_touched(self, wait: float = 0.0) -> None:
+        """Record the new modification times of touched, unchanged files, many at once and under claims (the
+        records may have changed since this run read them); ``wait``: for documents another writer holds."""
+        touched, self.touched = self.touched, []
+        if not touched:
+            return
+        held, refused = self.leases.claim_many({record.doc_id: None for _, _, record in touched})
+        for doc_id in list(refused) if wait else []:
+            with contextlib.suppress(DocumentBusy):
+                held[doc_id] = self.leases.claim(doc_id, None, wait=wait)
+                del refused[doc_id]
+        changes, again = [], []
+        for item, result, record in touched:
+            claim = held.get(record.doc_id)
+            if claim is None:
+                self._defer(item, result, refused[record.doc_id])
+                continue
+            current = claim.record
+            if current is not None and current.is_complete(record.content_hash):
+                fresh = current.with_file((record.file_size, record.file_mtime_ns))
+                changes.append((claim, fresh if fresh != current else None))
+                self.known[record.doc_id] = fresh
+            else:  # another run wrote another version meanwhile: this file's version replaces it
+                changes.append((claim, None))
+                again.append((item, result))
+                self.known.pop(record.doc_id, None)
+                if current is not None:
+                    self.known[current.doc_id] = current
+        versions.refresh(self.writer, self.leases, changes)
+        for item, result in again:
+            result.status = "ok"
+            self.process(item, result, wait)
 
     def _keep(self, claim: Claim, current: DocumentRecord, item: Item, file_stat: FileStat) -> None:
         """The document is complete as it is: record this file's size and modification time, release it."""
         fresh = current.with_file(file_stat) if item.file is not None else current
-        if fresh != current:
-            versions.refresh(self.writer, self.leases, claim, fresh)
-        else:
-            self.leases.release(claim, self.writer)
+        versions.refresh(self.writer, self.leases, [(claim, fresh if fresh != current else None)])
         self.known[current.doc_id] = fresh
 
     def _defer(self, item: Item, result: FileResult, why: str) -> None:
@@ -342,6 +369,7 @@ def _execute(
             if fail_fast and result.status == "failed":
                 report.stopped = f"--fail-fast: {result.source}: {result.error}"
                 break
+        run.refresh_touched()
         if report.stopped is None:
             run.retry_deferred()
             for root, present in prune_roots.items():

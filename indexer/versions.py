@@ -143,11 +143,13 @@ def abandon(writer: Writer, leases: Leases, claim: Claim) -> None:
     leases.release(claim, writer)
 
 
-def refresh(writer: Writer, leases: Leases, claim: Claim, record: DocumentRecord) -> None:
-    """Rewrite a complete record (a new modification time of the same content)."""
-    leases.check(claim)
-    writer.add(record.point())
-    leases.release(claim, writer)
+def refresh(writer: Writer, leases: Leases, changes: list[tuple[Claim, DocumentRecord | None]]) -> None:
+    """Rewrite complete records (a new modification time of the same content), each under its claim, then
+    release the claims (None: nothing to rewrite)."""
+    for _, record in changes:
+        if record is not None:
+            writer.add(record.point())  # the fence drops it if the claim lapsed meanwhile
+    leases.release_many([claim for claim, _ in changes], writer)
 
 
 def remove(writer: Writer, leases: Leases, claim: Claim) -> None:

@@ -241,6 +241,29 @@ def test_uploads_and_deletes_through_the_service_beside_an_ingest_run(
         assert_exactly(store, "upload.txt", "An uploaded document.")
 
 
+def test_a_touched_file_never_leaves_its_record_naming_a_version_another_run_replaced(
+    tiny_model_dir: Path, encoder: BGEM3Encoder, store: SerializedStore, tmp_path: Path
+) -> None:
+    """Rewriting a record with a touched file's new modification time used to be a blind write: had another
+    run replaced the version meanwhile, the record named chunks that were gone, and later runs skipped it."""
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir(), there.mkdir()
+    (here / "b.txt").write_text("The first version of b.")
+    s = settings_for(tiny_model_dir)
+    ingest([here], s, encoder, store, progress=False)
+    (here / "a.txt").write_text(long_text(1))  # keeps the next run busy while b.txt changes elsewhere
+    (here / "b.txt").touch()
+    first, paused = start_paused(tiny_model_dir, encoder, here, store)
+    (there / "b.txt").write_text("The second version of b, from elsewhere.")
+    ingest([there], s, encoder, store, progress=False)
+    paused.resume.set()
+    report = first.join()
+    assert status(report, "b.txt") == "ok"  # written again, not just its record rewritten
+    assert_exactly(store, "b.txt", "The first version of b.")
+    again = ingest([here], s, encoder, store, progress=False)
+    assert (again.documents, again.unchanged) == (0, 2)
+
+
 def test_one_document_under_two_roots_of_one_run_is_written_once_after_the_other(
     tiny_model_dir: Path, encoder: BGEM3Encoder, store: SerializedStore, tmp_path: Path
 ) -> None:

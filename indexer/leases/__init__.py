@@ -27,6 +27,22 @@ Timings, with L = ``lease_seconds`` (600 s by default): renewal every L/5; write
 last renewal. A holder's writes are therefore never judged expired while clock skew plus one request's
 duration stays under L/2. A writer killed on a server leaves leases that the next run repairs once they
 expire: at worst L after its last renewal, plus the repairing machine's clock skew.
+
+Use, as the pipeline does (and a Ray worker, a partition job or a service would, each with its own
+``Leases`` and, for parts of one run, one ``run_id``)::
+
+    with Leases(store, Owner.new("partition 2/8", run_id=run_id), LeaseTimings.from_settings(s.ingest)) as leases:
+        writer = Writer(store, fence=leases.fence)
+        versions.recover(store, leases, writer)           # documents whose writers are gone
+        claim = leases.claim(doc_id, content_hash)        # DocumentBusy: another live writer has it
+        if claim.record and claim.record.is_complete(content_hash):
+            versions.refresh(writer, leases, [(claim, None)])   # written meanwhile: just release
+        else:
+            ...  # writer.add(chunk points of that version)
+            versions.complete(writer, leases, claim, record)    # or versions.abandon(writer, leases, claim)
+        # LeaseLost from complete: the claim lapsed; claim the document again later
+
+``store`` must be safe to call from the renewal thread too (``indexer.store.SerializedStore``).
 """
 
 from indexer.leases.holder import Leases

@@ -124,9 +124,10 @@ class Leases:
                 now = time.time()
                 blocking = [lease for lease in self.read([doc_id])[doc_id].leases if self._blocks(lease, now)]
             if not blocking:
-                claim, blocking = self._try_claim(doc_id, version)
-                if claim is not None:
-                    return claim
+                held, refused = self._claim_batch({doc_id: version})
+                if doc_id in held:
+                    return held[doc_id]
+                blocking = refused[doc_id]
             look_first = True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -134,42 +135,65 @@ class Leases:
             time.sleep(min(remaining, random.uniform(delay / 2, delay)))
             delay = min(2 * delay, 2.0)
 
-    def _try_claim(self, doc_id: str, version: str | None) -> tuple[Claim | None, list[LeaseRecord]]:
+    def claim_many(self, wanted: dict[str, str | None]) -> tuple[dict[str, Claim], dict[str, str]]:
+        """Claims on many documents ({doc id: version}) in one write and one read, without waiting.
+
+        Returns the claims held and, for the others, why not (as ``DocumentBusy`` would say).
+        """
+        mine = {d: f"{d!r} is being written by this run already" for d in wanted if d in self._held}
+        held, refused = self._claim_batch({d: v for d, v in wanted.items() if d not in mine})
+        return held, mine | {d: _busy_message(d, blocking) for d, blocking in refused.items()}
+
+    def _claim_batch(self, wanted: dict[str, str | None]) -> tuple[dict[str, Claim], dict[str, list[LeaseRecord]]]:
+        """Write a lease per document, wait the margin, read back: held claims, and the leases in the way."""
+        if not wanted:
+            return {}, {}
         sent, sent_wall = time.monotonic(), time.time()
-        token = uuid.uuid4().hex
-        lease = LeaseRecord(
-            doc_id=doc_id,
-            claim=token,
-            owner=self.owner.run_id,
-            version=version,
-            expires=sent_wall + self.timings.lease_seconds,
-            process=self.process,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            label=self.owner.label,
-        )
-        hold(token)  # live to the runs of this process before anyone can read it
+        ours = {
+            doc_id: LeaseRecord(
+                doc_id=doc_id,
+                claim=uuid.uuid4().hex,
+                owner=self.owner.run_id,
+                version=version,
+                expires=sent_wall + self.timings.lease_seconds,
+                process=self.process,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                label=self.owner.label,
+            )
+            for doc_id, version in wanted.items()
+        }
+        for lease in ours.values():
+            hold(lease.claim)  # live to the runs of this process before anyone can read it
         try:
-            self.store.upsert([lease.point()], wait=True)
+            self.store.upsert([lease.point() for lease in ours.values()], wait=True)
             if self.timings.claim_margin_seconds:
                 time.sleep(self.timings.claim_margin_seconds)
-            state = self.read([doc_id])[doc_id]
+            states = self.read(ours)
         except BaseException:
-            drop(token)
+            for lease in ours.values():
+                drop(lease.claim)
             raise
-        now = time.time()
-        others = [other for other in state.leases if other.claim != token]
-        blocking = [other for other in others if self._blocks(other, now)]
-        if blocking or len(others) == len(state.leases):  # contended, or my own lease not visible yet
-            drop(token)
-            self.store.delete(models.Filter(must=[models.HasIdCondition(has_id=[lease.id])]))
-            return None, blocking
-        trusted = self.timings.trusted_for
-        claim = Claim(lease, state.record, tuple(o.id for o in others), sent + trusted, sent_wall + trusted)
+        now, trusted = time.time(), self.timings.trusted_for
+        held: dict[str, Claim] = {}
+        refused: dict[str, list[LeaseRecord]] = {}
+        for doc_id, lease in ours.items():
+            state = states[doc_id]
+            others = [other for other in state.leases if other.claim != lease.claim]
+            blocking = [other for other in others if self._blocks(other, now)]
+            if blocking or len(others) == len(state.leases):  # contended, or my own lease not visible yet
+                drop(lease.claim)
+                refused[doc_id] = blocking
+            else:
+                taken = tuple(o.id for o in others)
+                held[doc_id] = Claim(lease, state.record, taken, sent + trusted, sent_wall + trusted)
         with self._lock:
-            self._held[doc_id] = claim
-        self._start_renewing()
-        return claim, []
+            self._held.update(held)
+        if held:
+            self._start_renewing()
+        if refused:
+            self.store.delete(_ids_filter(ours[d].id for d in refused))
+        return held, refused
 
     # ------------------------------------------------------------------------------- holding
 
@@ -230,13 +254,19 @@ class Leases:
 
         A lost claim deletes nothing: its lease stays until it expires, for whoever repairs the document.
         """
+        self.release_many([claim], writer)
+
+    def release_many(self, claims: list[Claim], writer: Writer) -> None:
         writer.flush()
-        with self._lock:  # after this, no renewal rewrites the lease
-            if self._held.get(claim.doc_id) is claim:
-                del self._held[claim.doc_id]
-        drop(claim.lease.claim)
-        if claim.lost is None:
-            writer.delete(models.Filter(must=[models.HasIdCondition(has_id=[claim.lease.id, *claim.taken_over])]))
+        with self._lock:  # after this, no renewal rewrites the leases
+            for claim in claims:
+                if self._held.get(claim.doc_id) is claim:
+                    del self._held[claim.doc_id]
+        for claim in claims:
+            drop(claim.lease.claim)
+        ids = [i for c in claims if c.lost is None for i in (c.lease.id, *c.taken_over)]
+        if ids:
+            writer.delete(_ids_filter(ids))
 
     @property
     def held(self) -> list[Claim]:
@@ -298,6 +328,11 @@ class Leases:
                 self.store.upsert([replace(c.lease, expires=GIVEN_UP).point() for c in left], wait=True)
             except StoreError as e:
                 logger.warning("could not give up %d leases (they expire by themselves): %s", len(left), e)
+
+
+def _ids_filter(ids: Iterable[str]) -> models.Filter:
+    has_id: list[models.ExtendedPointId] = list(ids)
+    return models.Filter(must=[models.HasIdCondition(has_id=has_id)])
 
 
 def _busy_message(doc_id: str, blocking: list[LeaseRecord]) -> str:
