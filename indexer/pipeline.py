@@ -76,7 +76,7 @@ class _Run:
         self.spec = collection_spec(settings, encoder)
         self.chunker = Chunker(encoder.tokenizer, settings.chunking.chunk_size, settings.chunking.chunk_overlap)
         self.timings = LeaseTimings.from_settings(settings.ingest)
-        self.leases = Leases(self.store, owner, self.timings)
+        self.leases = Leases(self.store, owner, self.timings, retries=settings.ingest.write_retries)
         self.writer = Writer(
             self.store,
             max_points=settings.ingest.write_batch_points,

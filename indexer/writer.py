@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from qdrant_client import models
 
@@ -20,6 +21,28 @@ from indexer.store import Store
 logger = logging.getLogger(__name__)
 
 Fence = Callable[[list[PointRecord]], list[PointRecord]]
+T = TypeVar("T")
+
+
+def retrying(
+    what: str,
+    fn: Callable[..., T],
+    *args: object,
+    retries: int,
+    backoff: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``fn(*args)``, retried with exponential backoff (at most 30 s) on transient store errors."""
+    for attempt in range(retries + 1):
+        try:
+            return fn(*args)
+        except TransientStoreError as e:
+            if attempt == retries:
+                raise
+            delay = min(30.0, backoff * 2**attempt)
+            logger.warning("%s failed (%s); retry %d in %.1fs", what, e, attempt + 1, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
 
 
 class Writer:
@@ -94,16 +117,7 @@ class Writer:
             self.store.upsert(batch, wait)
 
     def _retry(self, what: str, fn: Callable[..., None], *args: object) -> None:
-        for attempt in range(self.retries + 1):
-            try:
-                fn(*args)
-                return
-            except TransientStoreError as e:
-                if attempt == self.retries:
-                    raise
-                delay = min(30.0, self.backoff * 2**attempt)
-                logger.warning("%s failed (%s); retry %d in %.1fs", what, e, attempt + 1, delay)
-                self.sleep(delay)
+        retrying(what, fn, *args, retries=self.retries, backoff=self.backoff, sleep=self.sleep)
 
     def close(self) -> None:
         """Write what is buffered, wait for it, and make the store durable and searchable."""

@@ -33,6 +33,7 @@ from indexer.models import PointRecord
 from indexer.records import KIND, KIND_CHUNK, KIND_DOCUMENT, KIND_LEASE, kind_filter, match, match_any
 from indexer.store import Store
 from indexer.versions import DocumentRecord
+from indexer.writer import retrying
 
 if TYPE_CHECKING:
     from indexer.writer import Writer
@@ -51,9 +52,16 @@ class Leases:
     """
 
     def __init__(
-        self, store: Store, owner: Owner, timings: LeaseTimings | None = None, *, exclusive: bool | None = None
+        self,
+        store: Store,
+        owner: Owner,
+        timings: LeaseTimings | None = None,
+        *,
+        exclusive: bool | None = None,
+        retries: int = 5,
     ) -> None:
         self.store = store
+        self.retries = retries  # claims retry transient store errors as the writer does
         self.owner = owner
         self.timings = timings or LeaseTimings()
         self.exclusive = store.engine != "server" if exclusive is None else exclusive
@@ -121,8 +129,9 @@ class Leases:
         while True:
             blocking: list[LeaseRecord] = []
             if look_first:  # waiting: look before writing a lease again
+                state = retrying("reading leases", self.read, [doc_id], retries=self.retries)[doc_id]
                 now = time.time()
-                blocking = [lease for lease in self.read([doc_id])[doc_id].leases if self._blocks(lease, now)]
+                blocking = [lease for lease in state.leases if self._blocks(lease, now)]
             if not blocking:
                 held, refused = self._claim_batch({doc_id: version})
                 if doc_id in held:
@@ -166,10 +175,11 @@ class Leases:
         for lease in ours.values():
             hold(lease.claim)  # live to the runs of this process before anyone can read it
         try:
-            self.store.upsert([lease.point() for lease in ours.values()], wait=True)
+            points = [lease.point() for lease in ours.values()]
+            retrying("claiming documents", self.store.upsert, points, True, retries=self.retries)
             if self.timings.claim_margin_seconds:
                 time.sleep(self.timings.claim_margin_seconds)
-            states = self.read(ours)
+            states = retrying("reading leases", self.read, ours, retries=self.retries)
         except BaseException:
             for lease in ours.values():
                 drop(lease.claim)
@@ -192,7 +202,8 @@ class Leases:
         if held:
             self._start_renewing()
         if refused:
-            self.store.delete(_ids_filter(ours[d].id for d in refused))
+            withdrawn = _ids_filter(ours[d].id for d in refused)
+            retrying("withdrawing claims", self.store.delete, withdrawn, retries=self.retries)
         return held, refused
 
     # ------------------------------------------------------------------------------- holding
@@ -235,7 +246,7 @@ class Leases:
 
         A cleanup keeps them. Raises ``LeaseLost`` when this claim's lease is gone from the store.
         """
-        state = self.read([claim.doc_id])[claim.doc_id]
+        state = retrying("reading leases", self.read, [claim.doc_id], retries=self.retries)[claim.doc_id]
         if not any(lease.claim == claim.lease.claim for lease in state.leases):
             self._lose(claim, "its lease is gone from the store (another writer judged it dead)")
             raise LeaseLost(f"{claim.doc_id!r}: {claim.lost}")
