@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from qdrant_client import models
 
@@ -33,10 +32,7 @@ from indexer.models import PointRecord
 from indexer.records import KIND, KIND_CHUNK, KIND_DOCUMENT, KIND_LEASE, kind_filter, match, match_any
 from indexer.store import Store
 from indexer.versions import DocumentRecord
-from indexer.writer import retrying
-
-if TYPE_CHECKING:
-    from indexer.writer import Writer
+from indexer.writer import Writer, retrying
 
 logger = logging.getLogger(__name__)
 
