@@ -200,12 +200,12 @@ def test_a_renewed_lease_survives_a_pause_past_its_expiry(
     corpus.mkdir(), other.mkdir()
     (corpus / "x.txt").write_text(long_text(1))
     (other / "o.txt").write_text("Another document.")
-    first, paused = start_paused(tiny_model_dir, encoder, corpus, store, lease_seconds=2.0)
+    first, paused = start_paused(tiny_model_dir, encoder, corpus, store, lease_seconds=3.0)
     [lease] = store.scroll(kind_filter(KIND_LEASE))
-    time.sleep(4)  # twice the lease: alive only because it is renewed while the model is stuck
+    time.sleep(6.5)  # twice the lease: alive only because it is renewed while the model is stuck
     [renewed] = store.scroll(kind_filter(KIND_LEASE))
-    assert renewed.id == lease.id and renewed.payload["expires"] > lease.payload["expires"] + 2
-    judge = ingest([other], settings_for(tiny_model_dir, lease_seconds=2.0), encoder, store, progress=False)
+    assert renewed.id == lease.id and renewed.payload["expires"] > lease.payload["expires"] + 3
+    judge = ingest([other], settings_for(tiny_model_dir, lease_seconds=3.0), encoder, store, progress=False)
     assert judge.repaired == 0 and len(chunk_ids(store, "x.txt")) == 8
     paused.resume.set()
     assert status(first.join(), "x.txt") == "ok"
