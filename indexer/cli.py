@@ -92,7 +92,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not report.files:
         print("error: no files found (check the paths and --include/--exclude)", file=sys.stderr)
         return EXIT_NOTHING
-    if report.failed:
+    if report.failed or report.busy:
         return EXIT_PARTIAL if report.documents + report.unchanged else EXIT_NOTHING
     if report.documents + report.unchanged == 0:
         print("error: no supported file found (.pdf, .txt, .md)", file=sys.stderr)
@@ -105,7 +105,7 @@ def _print_report(report, args: argparse.Namespace) -> None:  # noqa: ANN001 - I
         args.report.write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     if args.json:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
-    for f in report.skipped + report.failed:
+    for f in report.skipped + report.failed + report.busy:
         reason = f.error or ""
         # Loader messages already start with the file's name.
         print(f"{f.status}: {reason if reason.startswith(f.source) else f'{f.source}: {reason}'}", file=sys.stderr)
@@ -116,6 +116,7 @@ def _print_report(report, args: argparse.Namespace) -> None:  # noqa: ANN001 - I
 
 def cmd_delete(args: argparse.Namespace) -> int:
     from indexer.admin import delete_documents
+    from indexer.leases import LeaseTimings
     from indexer.store import open_store
 
     if not args.doc_id and not args.source:
@@ -124,7 +125,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     store = open_store(settings.qdrant, settings.collection.name)
     try:
         store.open_collection()
-        removed = delete_documents(store, args.doc_id, args.source)
+        removed = delete_documents(store, args.doc_id, args.source, timings=LeaseTimings.from_settings(settings.ingest))
     finally:
         store.close()
     for doc_id in removed:
@@ -157,7 +158,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(
             f"{r.collection}: {r.documents} documents, {r.chunks} chunks, {r.points} points; "
             f"model {r.model}, chunks {r.chunk_size}/{r.chunk_overlap} tokens"
-            + (f"; {r.unfinished} unfinished (repaired by the next ingest)" if r.unfinished else "")
+            + (f"; {r.unfinished} documents being changed or left unfinished" if r.unfinished else "")
             + f"  [{r.location}]"
         )
     return EXIT_OK

@@ -151,6 +151,10 @@ class IngestSettings(_Section):
     write_batch_points: int = Field(64, ge=1)
     write_batch_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)
     write_retries: int = Field(5, ge=0)
+    # Writers sharing a collection (see indexer.leases): a document being changed carries its writer's lease.
+    lease_seconds: float = Field(600.0, ge=1.0)  # a lease lasts this long past its last renewal (every 1/5 of it)
+    claim_margin_seconds: float = Field(0.0, ge=0.0)  # wait between writing a claim and reading it back
+    busy_wait_seconds: float = Field(60.0, ge=0.0)  # wait this long for documents another live writer holds
 
 
 class ServiceSettings(_Section):

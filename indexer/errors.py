@@ -51,3 +51,11 @@ class TransientStoreError(StoreError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after  # seconds the server asked the client to wait (429 Retry-After), if any
+
+
+class DocumentBusy(IndexerError):
+    """Another live writer holds the document's lease (see ``indexer.leases``); try again once it is done."""
+
+
+class LeaseLost(IndexerError):
+    """This run's lease on a document lapsed (it was not renewed in time); the run must not change it any more."""

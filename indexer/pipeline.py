@@ -4,15 +4,17 @@ Every stage streams, so memory stays bounded by one document plus one encoding g
 corpus size; chunks of many documents share an encoding call. Runs are incremental and crash-safe:
 an unchanged document is skipped before it is parsed, and a changed one goes through the
 document-version protocol (``indexer.versions``), so that a run killed at any moment is repaired by
-the next one.
+the next one. Runs may share a collection: a run changes a document only under its lease
+(``indexer.leases``); a document another live writer holds is tried again at the end of the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,60 +22,40 @@ from tqdm import tqdm
 
 from indexer import versions
 from indexer.admin import prune, update_metadata
+from indexer.changes import Item, find_items, load_if_changed
 from indexer.chunking import Chunker
 from indexer.config import Settings
 from indexer.encoder import BATCHES_PER_CALL, Encoder
-from indexer.errors import EncodingError, IndexerError, LoaderError, StoreError
+from indexer.errors import DocumentBusy, EncodingError, IndexerError, LeaseLost, LoaderError, StoreError
 from indexer.faults import crash_point
-from indexer.loaders import check_source, discover, is_supported, load_bytes, load_file, read_checked, sha256_bytes
-from indexer.models import Chunk, Document, EncodedChunk, SourceFile
+from indexer.leases import Claim, Leases, LeaseTimings, Owner
+from indexer.loaders import load_bytes
+from indexer.models import Chunk, Document, EncodedChunk
 from indexer.points import to_point
 from indexer.records import COLLECTION_RECORD_ID, CollectionRecord
 from indexer.report import FileResult, IngestReport, IngestStopped
 from indexer.runtime import collection_spec
-from indexer.store import Store
+from indexer.store import SerializedStore, Store
 from indexer.validation import check_metadata
-from indexer.versions import DocumentRecord, FileStat
+from indexer.versions import COMPLETE, DocumentRecord, FileStat
 from indexer.writer import Writer
 
-__all__ = ["FileResult", "IngestReport", "IngestStopped", "ingest", "ingest_bytes", "ingest_documents"]
+__all__ = ["FileResult", "IngestReport", "IngestStopped", "Owner", "ingest", "ingest_bytes", "ingest_documents"]
 
 logger = logging.getLogger(__name__)
 
-NO_FILE: FileStat = (None, None)
-
-
-@dataclass(frozen=True, slots=True)
-class _Item:
-    """One thing to ingest: a file found under a root, or a document already in memory."""
-
-    source: str
-    root: str
-    file: SourceFile | None = None
-    document: Document | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Load:
-    """What to do with an item: write ``document`` (read from a file of ``file_stat``), or nothing.
-
-    ``refresh`` is the record of an unchanged document whose file was touched: rewriting it with the new
-    modification time lets the next run skip the file without reading it.
-    """
-
-    document: Document | None = None
-    file_stat: FileStat = NO_FILE
-    refresh: DocumentRecord | None = None
+REFRESH_BATCH = 64  # touched, unchanged files whose records are rewritten together
 
 
 @dataclass(slots=True)
 class _Doc:
     """A document being written by this run."""
 
+    item: Item
     result: FileResult
-    record: DocumentRecord  # its record as the store has it now (state "writing")
+    claim: Claim  # this run's lease on it
+    done: DocumentRecord  # its record once complete (counts filled in then)
     remaining: int  # chunks not yet handed to the writer
-    file_stat: FileStat = NO_FILE
     failed: bool = False
 
 
@@ -85,19 +67,27 @@ class _Run:
         store: Store,
         report: IngestReport,
         progress: bool,
+        owner: Owner,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        self.settings, self.encoder, self.store, self.report = settings, encoder, store, report
+        # The lease renewal thread calls the store too: one lock for both (shared if the caller has one).
+        self.store = store if isinstance(store, SerializedStore) else SerializedStore(store)
+        self.settings, self.encoder, self.report = settings, encoder, report
         self.metadata = metadata
         self.spec = collection_spec(settings, encoder)
         c = settings.chunking
         self.chunker = Chunker(encoder.tokenizer, c.chunk_size, c.chunk_overlap, headings=c.headings)
+        self.timings = LeaseTimings.from_settings(settings.ingest)
+        self.leases = Leases(self.store, owner, self.timings, retries=settings.ingest.write_retries)
         self.writer = Writer(
-            store,
+            self.store,
             max_points=settings.ingest.write_batch_points,
             max_bytes=settings.ingest.write_batch_bytes,
             retries=settings.ingest.write_retries,
+            fence=self.leases.fence,
         )
+        self.deferred: list[tuple[Item, FileResult]] = []  # documents another writer held
+        self.touched: list[tuple[Item, FileResult, DocumentRecord]] = []  # unchanged files with a new mtime
         self.group: list[tuple[_Doc, Chunk]] = []
         self.group_size = settings.model.batch_size * BATCHES_PER_CALL
         self.known: dict[str, DocumentRecord] = {}
@@ -123,34 +113,44 @@ class _Run:
             CollectionRecord.from_payload(existing[0].payload).check_compatible(ours, self.store.collection)
         else:
             self.store.upsert([ours.point()], wait=True)
-        self.report.repaired = versions.recover(self.store, self.writer)
+        self.report.repaired = versions.recover(self.store, self.leases, self.writer)
         self.known = {r.doc_id: r for r in versions.document_records(self.store)}
 
     # --------------------------------------------------------------------------------------- documents
 
-    def process(self, item: _Item) -> FileResult:
+    def process(self, item: Item, result: FileResult | None = None, wait: float = 0.0) -> FileResult:
+        """Write one item if it changed; ``wait``: how long to wait for a document another writer holds."""
         started = time.perf_counter()
-        result = FileResult(source=item.source)
-        self.report.files.append(result)
+        if result is None:
+            result = FileResult(source=item.source)
+            self.report.files.append(result)
         try:
-            load = self._load_if_changed(item, result)
-            if load.refresh is not None:
-                self.writer.add(load.refresh.point())
-            doc = load.document
+            doc, file_stat = self._load(item, result, wait)
             if doc is None:
                 return result
             chunks = list(self.chunker.split(doc))
             if not chunks:
                 raise LoaderError(f"{item.source}: no text to index")
+            crash_point("document")
+            claim = self.leases.claim(doc.doc_id, doc.content_hash, wait=wait)
+        except DocumentBusy as e:
+            self._defer(item, result, str(e))
+            return result
+        except StoreError:
+            raise
         except IndexerError as e:
             result.status, result.error = "failed", str(e)
             logger.warning("failed: %s", e)
             return result
         finally:
             result.seconds += time.perf_counter() - started
-        crash_point("document")
-        record = versions.begin(self.writer, doc, item.root, self.known.get(doc.doc_id))
-        state = _Doc(result, record, remaining=len(chunks), file_stat=load.file_stat)
+        current = claim.record
+        if current is not None and current.is_complete(doc.content_hash):  # written by another run meanwhile
+            result.status = "unchanged"
+            self._keep(claim, current, item, file_stat)
+            return result
+        done = DocumentRecord(doc.doc_id, doc.source, item.root, doc.content_hash, COMPLETE).with_file(file_stat)
+        state = _Doc(item, result, claim, done, remaining=len(chunks))
         for chunk in chunks:
             if state.failed:
                 break
@@ -159,49 +159,58 @@ class _Run:
                 self.encode_group()
         return result
 
-    def _load_if_changed(self, item: _Item, result: FileResult) -> _Load:
-        """Decide what to do with an item (``result`` gets its status); writes nothing.
+    def _load(self, item: Item, result: FileResult, wait: float) -> tuple[Document | None, FileStat]:
+        """The document to write, if the item changed; a touched but unchanged file joins the next refresh."""
+        doc_id = item.document.doc_id if item.document is not None else item.file.rel_path if item.file else ""
+        load = load_if_changed(item, result, self.settings, self.metadata, self.known.get(doc_id))
+        if load.refresh is not None:
+            self.touched.append((item, result, load.refresh))
+            if wait or len(self.touched) >= REFRESH_BATCH:
+                self.refresh_touched(wait)
+        return load.document, load.file_stat
 
-        A file whose size and modification time match its record is not read at all; otherwise its
-        bytes are hashed, and only a changed hash leads to parsing.
-        """
-        if item.document is not None:
-            doc = item.document
-            result.doc_id, result.content_hash = doc.doc_id, doc.content_hash
-            if self._unchanged(doc.doc_id, doc.content_hash):
-                result.status = "unchanged"
-                return _Load()
-            return _Load(document=doc)
-        assert item.file is not None
-        if not is_supported(item.file.rel_path):
-            result.status = "skipped"
-            result.error = f"unsupported file type {Path(item.file.rel_path).suffix or '(none)'!r}"
-            return _Load()
-        st = check_source(item.file, self.settings.ingest.max_file_bytes)
-        known = self.known.get(item.file.rel_path)
-        result.doc_id = item.file.rel_path
-        if known and known.is_complete() and (known.file_size, known.file_mtime_ns) == (st.st_size, st.st_mtime_ns):
-            result.status, result.content_hash = "unchanged", known.content_hash
-            return _Load()
-        data = read_checked(item.file)
-        result.content_hash = sha256_bytes(data)
-        file_stat = (len(data), st.st_mtime_ns)
-        if known is not None and known.is_complete(result.content_hash):
-            result.status = "unchanged"
-            return _Load(refresh=known.with_file(file_stat))
-        ingest = self.settings.ingest
-        doc = load_file(
-            item.file,
-            self.metadata,
-            pdf_password=ingest.pdf_password,
-            data=data,
-            max_unpacked_bytes=ingest.max_unpacked_bytes,
-        )
-        return _Load(document=doc, file_stat=file_stat)
+    def refresh_touched(self, wait: float = 0.0) -> None:
+        """Record the new modification times of touched, unchanged files, many at once and under claims (the
+        records may have changed since this run read them); ``wait``: for documents another writer holds."""
+        touched, self.touched = self.touched, []
+        if not touched:
+            return
+        held, refused = self.leases.claim_many({record.doc_id: None for _, _, record in touched})
+        for doc_id in list(refused) if wait else []:
+            with contextlib.suppress(DocumentBusy):
+                held[doc_id] = self.leases.claim(doc_id, None, wait=wait)
+                del refused[doc_id]
+        changes, again = [], []
+        for item, result, record in touched:
+            claim = held.get(record.doc_id)
+            if claim is None:
+                self._defer(item, result, refused[record.doc_id])
+                continue
+            current = claim.record
+            if current is not None and current.is_complete(record.content_hash):
+                fresh = current.with_file((record.file_size, record.file_mtime_ns))
+                changes.append((claim, fresh if fresh != current else None))
+                self.known[record.doc_id] = fresh
+            else:  # another run wrote another version meanwhile: this file's version replaces it
+                changes.append((claim, None))
+                again.append((item, result))
+                self.known.pop(record.doc_id, None)
+                if current is not None:
+                    self.known[current.doc_id] = current
+        versions.refresh(self.writer, self.leases, changes)
+        for item, result in again:
+            result.status = "ok"
+            self.process(item, result, wait)
 
-    def _unchanged(self, doc_id: str, content_hash: str) -> bool:
-        known = self.known.get(doc_id)
-        return known is not None and known.is_complete(content_hash)
+    def _keep(self, claim: Claim, current: DocumentRecord, item: Item, file_stat: FileStat) -> None:
+        """The document is complete as it is: record this file's size and modification time, release it."""
+        fresh = current.with_file(file_stat) if item.file is not None else current
+        versions.refresh(self.writer, self.leases, [(claim, fresh if fresh != current else None)])
+        self.known[current.doc_id] = fresh
+
+    def _defer(self, item: Item, result: FileResult, why: str) -> None:
+        result.status, result.error, result.chunks, result.tokens = "busy", why, 0, 0
+        self.deferred.append((item, result))
 
     # --------------------------------------------------------------------------------------- encoding
 
@@ -222,6 +231,9 @@ class _Run:
         for (doc, chunk), embedding in zip(group, embeddings, strict=True):
             if doc.failed:
                 continue
+            if doc.claim.lost is not None:
+                self.lost(doc)
+                continue
             self.writer.add(to_point(EncodedChunk(chunk, embedding), colbert))
             doc.result.chunks += 1
             doc.result.tokens += chunk.token_count
@@ -236,39 +248,42 @@ class _Run:
     def finalize(self, doc: _Doc) -> None:
         """The new version is complete (its chunks are ahead in the write order): switch, then clean up."""
         crash_point("finalize")
-        done = versions.complete(self.writer, doc.record, doc.result.chunks, doc.result.tokens, doc.file_stat)
+        done = replace(doc.done, chunks=doc.result.chunks, tokens=doc.result.tokens)
+        try:
+            versions.complete(self.writer, self.leases, doc.claim, done)
+        except LeaseLost:
+            self.lost(doc)
+            return
         self.known[done.doc_id] = done
 
     def abandon(self, doc: _Doc, error: str) -> None:
         doc.failed = True
         doc.result.status, doc.result.error = "failed", error
-        versions.abandon(self.writer, doc.record)
+        versions.abandon(self.writer, self.leases, doc.claim)
+
+    def lost(self, doc: _Doc) -> None:
+        """This run's lease on the document lapsed: leave it to whoever holds it next, try again at the end."""
+        doc.failed = True
+        self.leases.release(doc.claim, self.writer)
+        self._defer(doc.item, doc.result, f"{doc.item.source}: this run lost its lease ({doc.claim.lost})")
+
+    def retry_deferred(self) -> None:
+        """Documents that another writer held get another try, waiting for them up to ``busy_wait_seconds``."""
+        if not self.deferred:
+            return
+        self.encode_group()  # finish what this run holds before waiting on others
+        deadline = time.monotonic() + self.timings.busy_wait_seconds
+        deferred, self.deferred = self.deferred, []
+        for item, result in deferred:
+            result.status, result.error = "ok", None
+            self.process(item, result, wait=max(0.0, deadline - time.monotonic()))
+        self.encode_group()
 
     def close(self) -> None:
         self.encode_group()
         crash_point("end")
         self.writer.close()
         self.chunks_bar.close()
-
-
-def _items(
-    paths: Sequence[Path | str], settings: Settings, report: IngestReport
-) -> tuple[list[_Item], dict[str, set[str]]]:
-    """Files under each path, and per folder root the doc ids found there (for --prune)."""
-    items: list[_Item] = []
-    found: dict[str, set[str]] = {}
-    for path in paths:
-        p = Path(path)
-        root = str(p.resolve() if p.is_dir() else p.resolve().parent)
-        try:
-            sources = list(discover([p], settings.ingest.include, settings.ingest.exclude))
-        except LoaderError as e:
-            report.files.append(FileResult(source=str(path), status="failed", error=str(e)))
-            continue
-        if p.is_dir():
-            found.setdefault(root, set()).update(s.rel_path for s in sources)
-        items.extend(_Item(source=s.rel_path, root=root, file=s) for s in sources)
-    return items, found
 
 
 def ingest(
@@ -282,18 +297,21 @@ def ingest(
     prune: bool = False,
     fail_fast: bool = False,
     metadata: dict[str, Any] | None = None,
+    owner: Owner | None = None,
 ) -> IngestReport:
     """Index files and folders into the configured collection; returns what happened to each file.
 
     ``prune`` removes documents recorded under an ingested folder that are no longer there;
     ``fail_fast`` stops at the first file that fails (what was complete stays written); ``metadata`` is
-    stored with every chunk under ``metadata.*``.
+    stored with every chunk under ``metadata.*``; ``owner`` names the run in its leases (jobs that are
+    parts of one run, e.g. partitions or Ray tasks, pass ``Owner.new(label, run_id=<the run's id>)``).
     Raises ``IngestStopped`` (with the report) when the store fails for good mid-run.
     """
     metadata = check_metadata(metadata) if metadata else None  # refused once, not once per file
     report = IngestReport(collection=store.collection)
-    items, found = _items(paths, settings, report)
-    run = _Run(settings, encoder, store, report, progress, metadata)
+    items, found = find_items(paths, settings, report)
+    owner = owner or Owner.new("ingest " + " ".join(str(p) for p in paths))
+    run = _Run(settings, encoder, store, report, progress, owner, metadata)
     return _execute(run, items, found if prune else {}, recreate, fail_fast)
 
 
@@ -304,11 +322,13 @@ def ingest_documents(
     store: Store,
     *,
     progress: bool = False,
+    owner: Owner | None = None,
 ) -> IngestReport:
     """Index documents already in memory (uploads): same chunking, ids, versions and report as files."""
     report = IngestReport(collection=store.collection)
-    items = [_Item(source=doc.doc_id, root="", document=doc) for doc in documents]
-    run = _Run(settings, encoder, store, report, progress)
+    items = [Item(source=doc.doc_id, root="", document=doc) for doc in documents]
+    owner = owner or Owner.new(f"ingest {len(documents)} documents")
+    run = _Run(settings, encoder, store, report, progress, owner)
     return _execute(run, items, {}, False, False)
 
 
@@ -338,7 +358,7 @@ def ingest_bytes(
         pdf_password=settings.ingest.pdf_password,
         max_unpacked_bytes=settings.ingest.max_unpacked_bytes,
     )
-    [result] = ingest_documents([doc], settings, encoder, store).files
+    [result] = ingest_documents([doc], settings, encoder, store, owner=Owner.new(f"upload {name}")).files
     if result.status == "unchanged":
         record = update_metadata(store, doc)
         if record is None:  # another writer changed the document since the run read its record
@@ -349,7 +369,7 @@ def ingest_bytes(
 
 
 def _execute(
-    run: _Run, items: list[_Item], prune_roots: dict[str, set[str]], recreate: bool, fail_fast: bool
+    run: _Run, items: list[Item], prune_roots: dict[str, set[str]], recreate: bool, fail_fast: bool
 ) -> IngestReport:
     started = time.perf_counter()
     report = run.report
@@ -359,6 +379,7 @@ def _execute(
     except BaseException:
         files_bar.close()
         run.chunks_bar.close()
+        run.leases.close()
         raise
     try:
         for item in items:
@@ -367,9 +388,11 @@ def _execute(
             if fail_fast and result.status == "failed":
                 report.stopped = f"--fail-fast: {result.source}: {result.error}"
                 break
+        run.refresh_touched()
         if report.stopped is None:
+            run.retry_deferred()
             for root, present in prune_roots.items():
-                report.pruned.extend(prune(run.writer, run.known.values(), root, present))
+                report.pruned.extend(prune(run.writer, run.leases, run.known.values(), root, present))
         run.close()
     except StoreError as e:
         report.seconds = time.perf_counter() - started
@@ -381,6 +404,7 @@ def _execute(
     finally:
         files_bar.close()
         run.chunks_bar.close()
+        run.leases.close()  # gives up what a run that stopped midway still holds
     report.seconds = time.perf_counter() - started
     logger.info("ingest: %s", report.summary())
     return report

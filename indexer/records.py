@@ -1,13 +1,14 @@
 """Bookkeeping kept inside the collection itself: what kind a point is, and which model built the collection.
 
 Besides chunks, the collection holds points without vectors (no search can return them): one record per
-document (its versions, see ``indexer.versions``) and one for the collection, saying which model and
-chunking built it.
+document (its complete version, see ``indexer.versions``), one lease per document a writer is changing
+now (see ``indexer.leases``) and one record for the collection, saying which model and chunking built it.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ KIND = "kind"
 KIND_CHUNK = "chunk"
 KIND_DOCUMENT = "document"
 KIND_COLLECTION = "collection"
+KIND_LEASE = "lease"
 
 COLLECTION_RECORD_ID = str(uuid.uuid5(POINT_NAMESPACE, "\x1fcollection"))
 
@@ -29,20 +31,25 @@ def match(key: str, value: Any) -> models.FieldCondition:
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
 
+def match_any(key: str, values: Collection[Any]) -> models.FieldCondition:
+    return models.FieldCondition(key=key, match=models.MatchAny(any=sorted(values)))
+
+
 def kind_filter(kind: str) -> models.Filter:
     return models.Filter(must=[match(KIND, kind)])
 
 
 def chunks_filter(
-    doc_id: str | None = None, content_hash: str | None = None, *, other_than: str | None = None
+    doc_id: str | None = None, content_hash: str | None = None, *, other_than: str | Collection[str] | None = None
 ) -> models.Filter:
-    """Chunk points: all, of one document, of one version, or of every version but ``other_than``."""
+    """Chunk points: all, of one document, of one version, or of every version but ``other_than`` (one or more)."""
     must: list[models.Condition] = [match(KIND, KIND_CHUNK)]
     if doc_id is not None:
         must.append(match("doc_id", doc_id))
     if content_hash is not None:
         must.append(match("content_hash", content_hash))
-    must_not: list[models.Condition] | None = [match("content_hash", other_than)] if other_than is not None else None
+    keep = [other_than] if isinstance(other_than, str) else sorted(other_than or ())
+    must_not: list[models.Condition] | None = [match("content_hash", h) for h in keep] or None
     return models.Filter(must=must, must_not=must_not)
 
 

@@ -11,7 +11,7 @@ from indexer.errors import StoreError
 @dataclass(slots=True)
 class FileResult:
     source: str
-    status: str = "ok"  # ok | unchanged | skipped | failed
+    status: str = "ok"  # ok | unchanged | skipped | failed | busy (another writer was changing it)
     chunks: int = 0
     tokens: int = 0
     seconds: float = 0.0
@@ -50,6 +50,11 @@ class IngestReport:
         return [f for f in self.files if f.status == "failed"]
 
     @property
+    def busy(self) -> list[FileResult]:
+        """Documents another live writer was changing all the while this run could wait for them."""
+        return [f for f in self.files if f.status == "busy"]
+
+    @property
     def chunks(self) -> int:
         return sum(f.chunks for f in self.files if f.status == "ok")
 
@@ -62,6 +67,8 @@ class IngestReport:
             f"{self.documents} documents ingested ({self.chunks} chunks, {self.tokens} tokens), "
             f"{self.unchanged} unchanged, {len(self.skipped)} skipped, {len(self.failed)} failed"
         )
+        if self.busy:
+            text += f", {len(self.busy)} busy (another writer was changing them)"
         if self.pruned:
             text += f", {len(self.pruned)} pruned"
         if self.repaired:
@@ -75,6 +82,7 @@ class IngestReport:
             "unchanged": self.unchanged,
             "skipped": len(self.skipped),
             "failed": len(self.failed),
+            "busy": len(self.busy),
             "chunks": self.chunks,
             "tokens": self.tokens,
             "pruned": self.pruned,

@@ -1,18 +1,23 @@
-"""The document-version protocol: how a document changes from one version to the next, crash-safely.
+"""The document-version protocol: how a document changes from one version to the next, crash-safely,
+while other writers may share the collection.
 
-Each document has one record (a point without vectors) naming its complete version (content hash).
-A run changes a document in steps, all through one ordered write stream (``indexer.writer``), so a
+Each document has one record (a point without vectors) naming its complete version (content hash). A
+writer changes a document only while it holds the document's lease (``indexer.leases``: a point per claim,
+naming the version being written), and through one ordered write stream (``indexer.writer``), so that a
 record never claims more than the store holds:
 
-1. ``begin``: the record goes to state ``writing`` with the new version as ``pending_hash``, before any
-   chunk of that version is written; it still names the previous version as complete.
+1. ``Leases.claim``: the lease names the new version before any chunk of it is written; the record still
+   names the previous version, and searches still find it.
 2. The new version's chunks are written (point ids depend on the content hash: old and new coexist).
-3. ``complete``: state ``cleanup`` (the new version is complete), every other version's chunks are
-   deleted, then state ``complete`` naming the new version.
+3. ``complete``: the record names the new version; every other version's chunks are deleted, except a
+   version another live writer announces; then the lease is deleted.
 
-``abandon`` undoes a version that cannot be completed. A run that dies at any moment leaves records from
-which ``recover`` repairs the collection: ``writing`` -> the partial version is removed and the previous
-one restored; ``cleanup`` -> the older versions are removed. Nothing complete is ever lost.
+``abandon`` undoes a version that cannot be completed. A writer that dies at any moment leaves its lease,
+from which the next holder of the document repairs it (``recover``, at the start of every run, looks for
+leases nobody holds any more): every chunk of a version other than the one the record names is deleted,
+then the dead lease. Nothing complete is ever lost: a record changes only once the version it names is
+complete, and is removed before the chunks it names. Records in state "writing" or "cleanup", which
+builds before leases wrote, are repaired the same way.
 """
 
 from __future__ import annotations
@@ -25,17 +30,20 @@ from typing import TYPE_CHECKING, Any
 
 from qdrant_client import models
 
-from indexer.models import Document, PointRecord
+from indexer.errors import DocumentBusy, LeaseLost
+from indexer.models import PointRecord
 from indexer.points import POINT_NAMESPACE
 from indexer.records import KIND, KIND_DOCUMENT, chunks_filter, kind_filter, match
 from indexer.store import Store
 
 if TYPE_CHECKING:
+    from indexer.leases import Claim, Leases
     from indexer.writer import Writer
 
 logger = logging.getLogger(__name__)
 
-COMPLETE, WRITING, CLEANUP = "complete", "writing", "cleanup"
+COMPLETE = "complete"
+WRITING, CLEANUP = "writing", "cleanup"  # states of records written by builds before leases (repaired on sight)
 
 FileStat = tuple[int | None, int | None]  # (size, mtime in ns) of the file a version was read from
 
@@ -50,7 +58,7 @@ def record_filter(doc_id: str) -> models.Filter:
 
 
 def unfinished_filter() -> models.Filter:
-    """Document records a run left in the middle of a change."""
+    """Document records a build before leases left in the middle of a change."""
     return models.Filter(must=[match(KIND, KIND_DOCUMENT)], must_not=[match("state", COMPLETE)])
 
 
@@ -60,8 +68,8 @@ class DocumentRecord:
     source: str
     root: str  # the ingest root the document was found under ("" for uploads); --prune works per root
     content_hash: str | None  # the complete version, if any
-    state: str = COMPLETE
-    pending_hash: str | None = None  # the version being written while state is "writing"
+    state: str = COMPLETE  # always complete since leases; "writing" or "cleanup" in records of older builds
+    pending_hash: str | None = None  # the version an older build was writing
     chunks: int = 0
     tokens: int = 0
     file_size: int | None = None  # with the modification time: an untouched file is not even read again
@@ -96,67 +104,83 @@ def document_records(store: Store, flt: models.Filter | None = None) -> Iterable
 
 
 # ------------------------------------------------------------------------------------ transitions
+# Each runs under a held claim (``Leases.claim``) and ends by releasing it.
 
 
-def begin(writer: Writer, doc: Document, root: str, previous: DocumentRecord | None) -> DocumentRecord:
-    """Step 1: announce the new version; until it is complete the record keeps describing the previous one."""
-    record = DocumentRecord(
-        doc_id=doc.doc_id,
-        source=doc.source,
-        root=root,
-        content_hash=previous.content_hash if previous else None,
-        state=WRITING,
-        pending_hash=doc.content_hash,
-        file_size=previous.file_size if previous else None,
-        file_mtime_ns=previous.file_mtime_ns if previous else None,
-    )
-    writer.add(record.point())  # ahead of every chunk of the new version in the write order
-    return record
+def complete(writer: Writer, leases: Leases, claim: Claim, done: DocumentRecord) -> DocumentRecord:
+    """Step 3: every chunk of ``done``'s version is ahead in the write order; switch to it, then clean up.
 
-
-def complete(writer: Writer, record: DocumentRecord, chunks: int, tokens: int, file_stat: FileStat) -> DocumentRecord:
-    """Step 3: every chunk of the pending version is ahead in the write order; switch, then clean up."""
-    new_hash = record.pending_hash
-    done = replace(
-        record, content_hash=new_hash, pending_hash=None, chunks=chunks, tokens=tokens, state=COMPLETE
-    ).with_file(file_stat)
-    writer.add(replace(done, state=CLEANUP).point())
-    writer.delete(chunks_filter(done.doc_id, other_than=new_hash))
-    writer.add(done.point())
+    Raises ``LeaseLost`` when the claim lapsed; whatever was written by then is repaired like a crash.
+    """
+    leases.check(claim)
+    writer.add(done.point())  # behind every chunk of the version in the write order
+    keep = {h for h in [done.content_hash] if h} | leases.others_writing(claim)
+    writer.delete(chunks_filter(done.doc_id, other_than=keep), check=lambda: leases.check(claim))
+    leases.release(claim, writer)
     return done
 
 
-def restore(writer: Writer, record: DocumentRecord) -> None:
-    """Go back to the version the record names as complete (or to no record at all)."""
-    if record.content_hash is None:
-        writer.delete(record_filter(record.doc_id))
-    else:
-        writer.add(replace(record, state=COMPLETE, pending_hash=None).point())
+def abandon(writer: Writer, leases: Leases, claim: Claim) -> None:
+    """Undo what this or an earlier writer left of other versions: keep only the version the record names.
+
+    A record an older build left mid-change is completed (or removed, if it named no complete version).
+    A lost claim changes nothing: its lease stays for whoever holds the document next.
+    """
+    if claim.lost is None:
+        try:
+            leases.check(claim)
+            record = claim.record
+            keep = {record.content_hash} if record is not None and record.content_hash else set()
+            keep |= leases.others_writing(claim)
+            writer.delete(chunks_filter(claim.doc_id, other_than=keep), check=lambda: leases.check(claim))
+            if record is not None and not record.is_complete():
+                if record.content_hash is None:
+                    writer.delete(record_filter(claim.doc_id), check=lambda: leases.check(claim))
+                else:
+                    writer.add(replace(record, state=COMPLETE, pending_hash=None).point())
+        except LeaseLost:
+            pass
+    leases.release(claim, writer)
 
 
-def abandon(writer: Writer, record: DocumentRecord) -> None:
-    """Undo a version that cannot be completed; the previous one, if any, stays as it was."""
-    writer.delete(chunks_filter(record.doc_id, record.pending_hash))
-    restore(writer, record)
+def refresh(writer: Writer, leases: Leases, changes: list[tuple[Claim, DocumentRecord | None]]) -> None:
+    """Rewrite complete records (a new modification time of the same content), each under its claim, then
+    release the claims (None: nothing to rewrite)."""
+    for _, record in changes:
+        if record is not None:
+            writer.add(record.point())  # the fence drops it if the claim lapsed meanwhile
+    leases.release_many([claim for claim, _ in changes], writer)
 
 
-def remove(writer: Writer, doc_id: str) -> None:
-    """A document's every chunk of every version, then its record."""
-    writer.delete(chunks_filter(doc_id))
-    writer.delete(record_filter(doc_id))
+def remove(writer: Writer, leases: Leases, claim: Claim) -> None:
+    """A document's record, then every chunk of every version (a crash in between leaves no record naming
+    deleted chunks), then its lease."""
+    leases.check(claim)
+    writer.delete(record_filter(claim.doc_id), check=lambda: leases.check(claim))
+    writer.delete(chunks_filter(claim.doc_id), check=lambda: leases.check(claim))
+    leases.release(claim, writer)
 
 
-def recover(store: Store, writer: Writer) -> int:
-    """Repair what an interrupted run left: returns the number of documents repaired."""
+def recover(store: Store, leases: Leases, writer: Writer) -> int:
+    """Repair what writers that are gone left; returns the number of documents repaired.
+
+    A document is repaired when it has leases and none is live (or its record is mid-change from an older
+    build); one that another live writer holds is left to it.
+    """
+    now_leases: dict[str, list[bool]] = {}
+    for lease in leases.all_leases():
+        now_leases.setdefault(lease.doc_id, []).append(leases.is_live(lease))
+    candidates = {doc_id for doc_id, live in now_leases.items() if not any(live)}
+    candidates |= {r.doc_id for r in document_records(store, unfinished_filter()) if r.doc_id not in now_leases}
     repaired = 0
-    for record in list(document_records(store, unfinished_filter())):
-        if record.state == WRITING:
-            abandon(writer, record)
-        else:
-            writer.delete(chunks_filter(record.doc_id, other_than=record.content_hash))
-            writer.add(replace(record, state=COMPLETE, pending_hash=None).point())
+    for doc_id in sorted(candidates):
+        try:
+            claim = leases.claim(doc_id, None)
+        except DocumentBusy:
+            continue  # someone took it meanwhile: its holder repairs it
+        abandon(writer, leases, claim)
         repaired += 1
     writer.flush(wait=True)
     if repaired:
-        logger.warning("repaired %d documents left unfinished by an interrupted run", repaired)
+        logger.warning("repaired %d documents left unfinished by writers that are gone", repaired)
     return repaired

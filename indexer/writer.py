@@ -1,11 +1,15 @@
-"""Batched, retried, acknowledged writes: bounded by point count and by bytes, in order."""
+"""Batched, retried, acknowledged writes: bounded by point count and by bytes, in order.
+
+A writer can be fenced (``fence``): every attempt to write a batch passes it through the fence first, which
+drops the points of documents this run may no longer change (see ``indexer.leases``).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from qdrant_client import models
 
@@ -17,6 +21,30 @@ from indexer.store import Store
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
+Fence = Callable[[list[PointRecord]], list[PointRecord]]
+T = TypeVar("T")
+
+
+def retrying(
+    what: str,
+    fn: Callable[..., T],
+    *args: object,
+    retries: int,
+    backoff: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``fn(*args)``, retried on transient store errors: exponential backoff (at most 30 s), or at least
+    the delay the server asked for (429 Retry-After)."""
+    for attempt in range(retries + 1):
+        try:
+            return fn(*args)
+        except TransientStoreError as e:
+            if attempt == retries:
+                raise
+            delay = max(min(MAX_BACKOFF, backoff * 2**attempt), e.retry_after or 0.0)
+            logger.warning("%s failed (%s); retry %d in %.1fs", what, e, attempt + 1, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
 
 
 class Writer:
@@ -28,6 +56,7 @@ class Writer:
     ``write_consistency_factor`` replicas of each, see the README), so a failure anywhere surfaces as an
     error here and no later step (a "complete" record, a cleanup) can overtake an unacknowledged write.
     Transient errors are retried with exponential backoff, or after the delay the server asked for.
+    ``fence`` filters each batch right before each attempt (a retry may come long after the first).
     """
 
     def __init__(
@@ -38,6 +67,7 @@ class Writer:
         retries: int = 5,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        fence: Fence | None = None,
     ) -> None:
         self.store = store
         self.max_points = max_points
@@ -45,6 +75,7 @@ class Writer:
         self.retries = retries
         self.backoff = backoff
         self.sleep = sleep
+        self.fence = fence
         self.buffer: list[PointRecord] = []
         self.buffer_bytes = 0
         self.written = 0
@@ -69,31 +100,44 @@ class Writer:
         self.written += len(batch)
         self.batches += 1
 
-    def delete(self, flt: models.Filter) -> None:
-        """Delete matching points after everything added before has been written (order is kept)."""
-        self.flush()
-        self._retry(f"delete of {flt}", self.store.delete, flt)
+    def delete(self, flt: models.Filter, check: Callable[[], None] | None = None) -> None:
+        """Delete matching points after everything added before has been written (order is kept).
 
-    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
-        """Set payload keys on matching points after everything added before has been written."""
+        ``check`` runs before each attempt and raises to call the delete off.
+        """
         self.flush()
-        self._retry("payload update", self.store.set_payload, flt, payload)
+        self._retry(f"delete of {flt}", self._delete, flt, check)
+
+    def _delete(self, flt: models.Filter, check: Callable[[], None] | None) -> None:
+        if check is not None:
+            check()
+        self.store.delete(flt)
+
+    def set_payload(self, flt: models.Filter, payload: dict[str, Any], check: Callable[[], None] | None = None) -> None:
+        """Set payload keys on matching points after everything added before has been written.
+
+        ``check`` runs before each attempt and raises to call the update off.
+        """
+        self.flush()
+        self._retry("payload update", self._set_payload, flt, payload, check)
+
+    def _set_payload(self, flt: models.Filter, payload: dict[str, Any], check: Callable[[], None] | None) -> None:
+        if check is not None:
+            check()
+        self.store.set_payload(flt, payload)
 
     def _write(self, batch: list[PointRecord]) -> None:
         crash_point("write")
-        self._retry(f"write of {len(batch)} points", self.store.upsert, batch, True)
+        self._retry(f"write of {len(batch)} points", self._upsert, batch)
+
+    def _upsert(self, batch: list[PointRecord]) -> None:
+        if self.fence is not None:
+            batch = self.fence(batch)
+        if batch:
+            self.store.upsert(batch, True)
 
     def _retry(self, what: str, fn: Callable[..., None], *args: object) -> None:
-        for attempt in range(self.retries + 1):
-            try:
-                fn(*args)
-                return
-            except TransientStoreError as e:
-                if attempt == self.retries:
-                    raise
-                delay = max(min(MAX_BACKOFF, self.backoff * 2**attempt), e.retry_after or 0.0)
-                logger.warning("%s failed (%s); retry %d in %.1fs", what, e, attempt + 1, delay)
-                self.sleep(delay)
+        retrying(what, fn, *args, retries=self.retries, backoff=self.backoff, sleep=self.sleep)
 
     def close(self) -> None:
         """Write what is buffered and make the store durable and searchable."""

@@ -20,7 +20,15 @@ from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException
 
 from indexer.config import Settings
-from indexer.errors import IndexerError, InvalidInputError, LoaderError, QueryError, StoreError, StoreRequestError
+from indexer.errors import (
+    DocumentBusy,
+    IndexerError,
+    InvalidInputError,
+    LoaderError,
+    QueryError,
+    StoreError,
+    StoreRequestError,
+)
 from indexer.runtime import open_runtime
 from retriever.aio import AsyncRetriever
 from retriever.api import Retriever
@@ -40,6 +48,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     InvalidInputError: 422,
     StoreRequestError: 422,  # the server refused the request (e.g. a filter it cannot run): its reason, a 4xx
     LoaderError: 422,
+    DocumentBusy: 409,  # another writer holds the document (its lease) past busy_wait_seconds
     StoreError: 503,
     IndexerError: 500,
 }

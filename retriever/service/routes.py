@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from indexer.admin import collection_status, delete_document
+from indexer.leases import LeaseTimings
 from indexer.loaders import SUPPORTED_SUFFIXES
 from indexer.modes import SearchMode
 from indexer.pipeline import ingest_bytes
@@ -43,6 +44,7 @@ _DESCRIPTIONS = {
     400: "The body cannot be parsed (malformed JSON or multipart)",
     401: "Missing or wrong API key (X-API-Key header)",
     404: "No such document or collection",
+    409: "Another writer is changing this document now; try again",
     413: "The request body, or the uploaded file, is over the limit",
     415: "Unsupported content type or file type",
     422: "The request is invalid; `detail` says what is wrong",
@@ -163,7 +165,7 @@ def _metadata(raw: str | None) -> dict[str, Any]:
     response_model=UploadResponse,
     status_code=201,
     dependencies=[Depends(multipart_body)],
-    responses=errors(400, 415, 422),
+    responses=errors(400, 409, 415, 422),
 )
 async def upload(
     service: Service,
@@ -198,6 +200,8 @@ async def upload(
         doc, result = await asyncio.to_thread(
             ingest_bytes, data, name, service.settings, ar.encoder, ar.store, doc_id=doc_id, metadata=meta
         )
+    if result.status == "busy":  # another writer is changing this document now
+        raise ApiError(409, f"cannot ingest {name} now: {result.error}; try again")
     if result.status not in ("ok", "unchanged"):
         raise ApiError(422, f"cannot ingest {name}: {result.error or result.status}")
     logger.info("uploaded %s as %s (%s): %d chunks", name, doc.doc_id, result.status, result.chunks)
@@ -211,12 +215,13 @@ async def upload(
     }
 
 
-@documents.delete("/documents/{doc_id:path}", response_model=DeleteResponse, responses=errors(404))
+@documents.delete("/documents/{doc_id:path}", response_model=DeleteResponse, responses=errors(404, 409))
 async def delete(doc_id: str, service: Service) -> dict[str, Any]:
     """Delete a document: every chunk of every version, and its record."""
     store = service.retriever.store
-    async with service.write_lock:
-        removed = await asyncio.to_thread(delete_document, store, doc_id)
+    timings = LeaseTimings.from_settings(service.settings.ingest)
+    async with service.write_lock:  # DocumentBusy (another writer holds it past busy_wait_seconds): 409
+        removed = await asyncio.to_thread(delete_document, store, doc_id, timings)
     if removed is None:
         raise ApiError(404, f"no document {doc_id[:200]!r} in collection {store.collection!r}")
     return {"doc_id": doc_id, "deleted": removed}
