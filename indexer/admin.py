@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import models
-
+from indexer.conditions import Filter, HasId
 from indexer.errors import DocumentBusy
 from indexer.leases import Leases, LeaseTimings, Owner
 from indexer.models import Document
@@ -104,12 +103,8 @@ def update_metadata(
         check = lambda: leases.check(claim)  # noqa: E731 - called before each attempt
         writer.set_payload(chunks_filter(doc.doc_id, doc.content_hash), {"metadata": metadata, "source": source}, check)
         if record.source != source:
-            this_version = models.Filter(
-                must=[
-                    models.HasIdCondition(has_id=[document_record_id(doc.doc_id)]),
-                    match("content_hash", doc.content_hash),
-                ]
-            )
+            record_id = HasId((document_record_id(doc.doc_id),))
+            this_version = Filter(must=(record_id, match("content_hash", doc.content_hash)))
             writer.set_payload(this_version, {"source": source}, check)
         leases.release(claim, writer)
         writer.close()

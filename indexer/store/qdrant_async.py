@@ -7,10 +7,12 @@ from typing import Any
 
 from qdrant_client import models
 
+from indexer.conditions import AnyFilter
 from indexer.config import QdrantSettings
 from indexer.models import Hit
 from indexer.store.base import to_hit
 from indexer.store.errors import store_error
+from indexer.store.qdrant_filters import to_qdrant_filter
 from indexer.store.qdrant_params import split_by_bytes
 
 
@@ -47,9 +49,10 @@ class AsyncQdrantStore:
                 raise store_error(e, "query") from e
         return [[to_hit(p) for p in r.points] for r in responses]
 
-    async def count(self, flt: models.Filter | None = None) -> int:
+    async def count(self, flt: AnyFilter | None = None) -> int:
         try:
-            return int((await self._client().count(self.collection, count_filter=flt, exact=True)).count)
+            qf = to_qdrant_filter(flt)
+            return int((await self._client().count(self.collection, count_filter=qf, exact=True)).count)
         except Exception as e:
             raise store_error(e, "count") from e
 

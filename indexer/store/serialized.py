@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qdrant_client import models
-
+from indexer.conditions import AnyFilter
 from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.schema import CollectionInfo, CollectionSpec
 from indexer.store.base import AsyncStore, Store
+
+if TYPE_CHECKING:
+    from qdrant_client import models
 
 
 class SerializedStore:
@@ -48,11 +50,11 @@ class SerializedStore:
         with self.lock:
             self.inner.upsert(points, wait)
 
-    def delete(self, flt: models.Filter) -> None:
+    def delete(self, flt: AnyFilter) -> None:
         with self.lock:
             self.inner.delete(flt)
 
-    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
+    def set_payload(self, flt: AnyFilter, payload: dict[str, Any]) -> None:
         with self.lock:
             self.inner.set_payload(flt, payload)
 
@@ -60,7 +62,7 @@ class SerializedStore:
         with self.lock:
             return self.inner.query_batch(requests)
 
-    def count(self, flt: models.Filter | None = None) -> int:
+    def count(self, flt: AnyFilter | None = None) -> int:
         with self.lock:
             return self.inner.count(flt)
 
@@ -68,7 +70,7 @@ class SerializedStore:
         with self.lock:
             return self.inner.retrieve(ids, with_vectors)
 
-    def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
+    def scroll(self, flt: AnyFilter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
         with self.lock:  # read it all under the lock: a generator would outlive it
             return iter(list(self.inner.scroll(flt, page)))
 
@@ -94,7 +96,7 @@ class ThreadedAsyncStore:
     async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
         return await asyncio.to_thread(self.store.query_batch, requests)
 
-    async def count(self, flt: models.Filter | None = None) -> int:
+    async def count(self, flt: AnyFilter | None = None) -> int:
         return await asyncio.to_thread(self.store.count, flt)
 
     async def close(self) -> None:
