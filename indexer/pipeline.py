@@ -195,7 +195,7 @@ class _Run:
         model = ModelStage(
             self.encoder, queue, gate, messages.put, stream=self.streaming, group=group, prepare=plan_model
         )
-        feed = threading.Thread(target=self._feed, args=(entries, queue, messages, stop), name="ingest-feed")
+        feed = threading.Thread(target=self._feed, args=(entries, queue, messages.put, stop), name="ingest-feed")
         feed.start()
         model.start()
         done = 0
