@@ -97,10 +97,11 @@ def build_corpus(target: Path, model: Path, docs: int, scale: int = 1) -> None:
     target.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
     n = 0
-    for _ in range(scale):
+    for _ in range(scale):  # each copy: other sentences, the same lengths (the same batch shapes)
+        lengths = random.Random(1)
         for share, low, high in SHAPES:
             for _ in range(max(1, round(docs * share))):
-                goal = rng.randint(low, high)
+                goal = lengths.randint(low, high)
                 text: list[str] = []
                 tokens = 2
                 while True:
@@ -197,7 +198,9 @@ def phase_ingest(args: argparse.Namespace) -> dict:
     finally:
         store.close()
     assert not report.failed, report.failed[:3]
-    return {"tokens": report.tokens, "chunks": report.chunks, "seconds": report.seconds, "load_s": load_s, **mem.stop()}
+    out = {"tokens": report.tokens, "chunks": report.chunks, "seconds": report.seconds, "load_s": load_s}
+    out |= {"encode_s": report.encode_seconds, "input_wait_s": report.model_input_wait_seconds}
+    return out | {"write_wait_s": report.model_write_wait_seconds, **mem.stop()}
 
 
 def phase_naive(args: argparse.Namespace) -> dict:
@@ -351,6 +354,7 @@ def main() -> None:
 
     model = build_model(REPO / ".cache" / "bench" / f"m3-random-{args.layers}l", args.layers)
     print(f"model: BGE-M3 architecture, random weights, {args.layers} layers; {os.cpu_count()} CPUs; torch CPU fp32")
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         corpus = work / "corpus"
@@ -364,6 +368,7 @@ def main() -> None:
                     f"ingest {label:>4}: {r['chunks']:6d} chunks {r['tokens']:9d} tokens {rate(r):8.1f} tok/s  "
                     f"peak RSS {mib(r['peak_rss'])} (heap {mib(r['peak_anon'])})"
                 )
+            print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
             print(
                 f"peak RSS {args.scale}x / 1x: {many['peak_rss'] / one['peak_rss']:.2f}; "
                 f"heap {many['peak_anon'] / one['peak_anon']:.2f}"
@@ -377,11 +382,16 @@ def main() -> None:
         f"corpus: {plain['chunks']} chunks, {plain['tokens']} tokens (30-8000 per chunk), "
         f"batches of at most {args.max_batch_tokens} padded tokens"
     )
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     rows = [("(a) plain transformers forward", plain), ("(b) indexer ingest, end to end", ingest)]
     rows += [("(c) naive per-document encode()+upsert", naive)] if naive else []
     for label, r in rows:
         print(f"{label:<40} {rate(r):9.1f} tok/s  {r['seconds']:7.1f} s  peak RSS {mib(r['peak_rss'])}")
     print(f"weights load before (b): {ingest['load_s']:.1f} s")
+    print(
+        f"(b) the model: {ingest['encode_s']:.1f} s encoding, waited {ingest['input_wait_s']:.1f} s for input "
+        f"(the CPU stages) and {ingest['write_wait_s']:.1f} s for writes"
+    )
     print(f"b/a = {rate(ingest) / rate(plain):.2f}" + (f"   b/c = {rate(ingest) / rate(naive):.2f}" if naive else ""))
     print("per-stage tokens/s per CPU core (one thread each):")
     for name in ("loading", "chunking", "tokenizing"):
