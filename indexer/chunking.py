@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,7 +31,14 @@ SEPARATORS = ["\n\n", "\n", ". ", "。", "! ", "? ", "; ", ", ", " ", "\u3000"]
 class Tokenizer(Protocol):
     """The part of a Hugging Face fast tokenizer that chunking uses."""
 
-    def __call__(self, text: str, **kwargs: Any) -> Any: ...
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        add_special_tokens: bool = ...,
+        truncation: bool = ...,
+        return_offsets_mapping: bool = ...,
+        verbose: bool = ...,
+    ) -> Any: ...
 
     def num_special_tokens_to_add(self, pair: bool = False) -> int: ...
 

@@ -92,7 +92,7 @@ class Chunk:
     headings: tuple[str, ...] = ()  # the section the chunk belongs to, outermost heading first
     # What the model sees (special tokens included; len == token_count), when the chunker was asked for
     # them: the pipeline encodes these, so that no chunk is tokenized a second time.
-    token_ids: Sequence[int] | None = field(default=None, hash=False, compare=False, repr=False)
+    token_ids: Sequence[int] | np.ndarray | None = field(default=None, hash=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

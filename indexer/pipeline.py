@@ -97,7 +97,6 @@ class _Run:
         self.settings, self.encoder, self.report = settings, encoder, report
         self.metadata, self.fail_fast = metadata, fail_fast
         self.spec = collection_spec(settings, encoder)
-        self.colbert = self.spec.colbert_dim is not None
         self.streaming = streams(encoder)
         self.preparer = Preparer(
             settings,
@@ -141,6 +140,7 @@ class _Run:
             chunk_size=self.settings.chunking.chunk_size,
             chunk_overlap=self.settings.chunking.chunk_overlap,
             chunk_headings=self.settings.chunking.headings,
+            colbert_pool_factor=self.spec.colbert_pool_factor,
         )
         existing = self.store.retrieve([COLLECTION_RECORD_ID])
         if existing:
@@ -290,7 +290,7 @@ class _Run:
             if doc.claim.lost is not None:
                 self.lost(doc)
                 continue
-            self.writer.add(to_point(EncodedChunk(work.chunk, embedding), self.colbert))
+            self.writer.add(to_point(EncodedChunk(work.chunk, embedding), self.spec))
             doc.encoded += 1
             doc.result.chunks += 1
             doc.result.tokens += work.chunk.token_count

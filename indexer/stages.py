@@ -227,7 +227,7 @@ class ModelStage:
             except EncodingError as e:
                 self.deliver(("failed", (list(taken.values()), str(e))))
 
-    def _drain(self, work: Work | None, taken: dict[int, Work]) -> Iterator[tuple[Work, Sequence[int]]]:
+    def _drain(self, work: Work | None, taken: dict[int, Work]) -> Iterator[tuple[Work, Any]]:
         """``work``, then what the queue holds now; when it runs dry, the encoder's window is encoded."""
         while work is not None:
             taken[id(work)] = work

@@ -22,6 +22,7 @@ from indexer.store import Store
 from indexer.store.features import unsupported
 from indexer.validation import is_valid_unicode
 from retriever.query import build_request, check_filter, final_threshold, parse_filter, score_divisor
+from retriever.stored import PLAIN, Storage
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ class Retriever:
         self.info: CollectionInfo = runtime.info
         dense = self.info.vector(DENSE)
         r = self.settings.retrieval
-        unsupported_default = unsupported(self.store.server_version, self.store.location, r.mode, r.rrf_weights)
+        self.storage = Storage.of(self.info, r)
+        unsupported_default = self._unsupported(r.mode)
         if unsupported_default:
             self.store.close()
             raise StoreError(f"retrieval.mode {r.mode.value!r}: {unsupported_default}")
@@ -131,6 +133,12 @@ class Retriever:
 
     def close(self) -> None:
         self.store.close()
+
+    def _unsupported(self, mode: SearchMode) -> str | None:
+        """Why the store cannot run a search in ``mode`` on this collection (a server too old), or None."""
+        r = self.settings.retrieval
+        formula = self.storage.uses_formula(mode)
+        return unsupported(self.store.server_version, self.store.location, mode, r.rrf_weights, formula=formula)
 
     def search(
         self, query: str, limit: int | None = None, mode: SearchMode | str | None = None, filter: Any = None
@@ -177,7 +185,7 @@ class Retriever:
         r = self.settings.retrieval
         mode = SearchMode.parse(mode or r.mode)
         limit = check_limit(r.limit if limit is None else limit)
-        reason = unsupported(self.store.server_version, self.store.location, mode, r.rrf_weights)
+        reason = self._unsupported(mode)
         if reason:
             raise QueryError(reason)
         if mode.needs_colbert and not self.info.has(COLBERT):
@@ -194,7 +202,7 @@ class Retriever:
         except ValueError as e:  # pydantic's ValidationError, e.g. a list mixing strings and numbers
             raise QueryError(f"invalid filter: {str(e).splitlines()[0]}") from e
         check_filter(flt)
-        return SearchPlan(mode=mode, limit=limit, flt=flt, settings=r)
+        return SearchPlan(mode=mode, limit=limit, flt=flt, settings=r, storage=self.storage)
 
 
 def check_query(query: Any) -> str:
@@ -216,6 +224,7 @@ class SearchPlan:
     limit: int
     flt: models.Filter | None
     settings: RetrievalSettings
+    storage: Storage = PLAIN  # how the collection stores its vectors (query form, rescoring, scales)
 
     def requests(self, embeddings: Sequence[Embedding]) -> list[models.QueryRequest]:
         r = self.settings
@@ -232,6 +241,7 @@ class SearchPlan:
                 min_sparse_score=r.min_sparse_score,
                 min_score=r.min_score,
                 flt=self.flt,
+                storage=self.storage,
             )
             for e in embeddings
         ]

@@ -29,6 +29,7 @@ class Feature:
 
 DBSF = Feature((1, 11, 0), "distribution-based score fusion (mode hybrid_dbsf)")
 FORMULA = Feature((1, 14, 0), "formula queries (mode m3)")
+CODES = Feature((1, 14, 0), "formula queries turning distances of uint8 vectors into cosines (a uint8 collection)")
 RRF_K = Feature((1, 15, 4), "RRF with a k parameter (modes hybrid, hybrid_colbert and m3; retrieval.rrf_k)")
 RRF_WEIGHTS = Feature((1, 17, 0), "weighted RRF (retrieval.rrf_weights; older servers silently ignore the weights)")
 
@@ -51,21 +52,28 @@ def show(version: Version) -> str:
     return ".".join(str(x) for x in version)
 
 
-def features_for(mode: SearchMode, rrf_weights: Sequence[float] | None) -> tuple[Feature, ...]:
-    """The server features a search in ``mode`` uses (weights only matter where RRF fuses)."""
+def features_for(mode: SearchMode, rrf_weights: Sequence[float] | None, formula: bool = False) -> tuple[Feature, ...]:
+    """The server features a search in ``mode`` uses (weights only matter where RRF fuses; ``formula``: the
+    search turns distances of uint8 codes into cosines with a formula, see ``retriever.stored``)."""
     needed = _MODE_FEATURES.get(mode, ())
     if rrf_weights and mode in _RRF_MODES:
         needed += (RRF_WEIGHTS,)
+    if formula and FORMULA not in needed:
+        needed += (CODES,)
     return needed
 
 
 def unsupported(
-    version: Version | None, location: str, mode: SearchMode, rrf_weights: Sequence[float] | None
+    version: Version | None,
+    location: str,
+    mode: SearchMode,
+    rrf_weights: Sequence[float] | None,
+    formula: bool = False,
 ) -> str | None:
     """Why the server at ``location`` cannot run this search, or None when it can (or is not a server)."""
     if version is None:
         return None
-    missing = [f for f in features_for(mode, rrf_weights) if version < f.since]
+    missing = [f for f in features_for(mode, rrf_weights, formula) if version < f.since]
     if not missing:
         return None
     needs = "; ".join(f"{f.what} needs Qdrant {show(f.since)} or later" for f in missing)

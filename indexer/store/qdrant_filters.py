@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 from qdrant_client import models
 
 from indexer import conditions as c
+
+
+@overload
+def to_qdrant_filter(flt: c.AnyFilter) -> models.Filter: ...
+
+
+@overload
+def to_qdrant_filter(flt: None) -> None: ...
+
+
+@overload
+def to_qdrant_filter(flt: c.AnyFilter | None) -> models.Filter | None: ...
 
 
 def to_qdrant_filter(flt: c.AnyFilter | None) -> models.Filter | None:
