@@ -18,12 +18,10 @@ repaired by the next one. Runs may share a collection: a run changes a document 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,51 +34,31 @@ from indexer.chunking import Chunker
 from indexer.config import Settings
 from indexer.encoder import BATCHES_PER_CALL, Encoder
 from indexer.encoder.m3 import WINDOW_BATCHES
-from indexer.errors import DocumentBusy, StoreError
+from indexer.errors import StoreError
 from indexer.faults import crash_point
-from indexer.leases import Claim, Leases, LeaseTimings, Owner
+from indexer.leases import Leases, LeaseTimings, Owner
 from indexer.loaders import load_bytes
 from indexer.models import Document, Embedding, EncodedChunk
+from indexer.outcomes import Doc, Documents
 from indexer.points import to_point
 from indexer.prepare import Prepared, Preparer
 from indexer.records import COLLECTION_RECORD_ID, CollectionRecord
 from indexer.report import FileResult, IngestReport, IngestStopped
 from indexer.runtime import collection_spec
-from indexer.stages import Aborted, ModelStage, TokenQueue, Work, WriteGate, inbox
+from indexer.stages import Aborted, ModelStage, TokenQueue, Work, WriteGate, inbox, plan_stages, streams
 from indexer.store import SerializedStore, Store
 from indexer.validation import check_metadata
-from indexer.versions import COMPLETE, DocumentRecord, FileStat
+from indexer.versions import COMPLETE, DocumentRecord
 from indexer.writer import Writer
 
 __all__ = ["FileResult", "IngestReport", "IngestStopped", "Owner", "ingest", "ingest_bytes", "ingest_documents"]
 
 logger = logging.getLogger(__name__)
 
-REFRESH_BATCH = 64  # touched, unchanged files whose records are rewritten together
 WRITE_LAG_BATCHES = 4  # with write_behind: encoded tokens the writer may trail by, in model batches per device
 
 
-@dataclass(slots=True, eq=False)
-class _Doc:
-    """A changed document on its way through the model to the store."""
-
-    item: Item
-    result: FileResult
-    done: DocumentRecord  # its record once complete (counts filled in then)
-    total: int  # chunks
-    claim: Claim | None = None  # taken when its first chunk comes out of the model
-    encoded: int = 0  # chunks handed to the writer
-    last: int = 0  # ``Writer.handed`` after its last chunk: acknowledged once ``Writer.written`` passes it
-    live: bool = True  # False once completed, failed, deferred or found unchanged: later chunks are dropped
-
-
-def streams(encoder: Encoder) -> bool:
-    """Whether the encoder's class streams pre-tokenized input (a wrapper that overrides ``encode_passages``
-    only is called with texts, as the ``Encoder`` protocol says)."""
-    return callable(getattr(type(encoder), "iter_encode_batches", None))
-
-
-class _Run:
+class _Run(Documents):
     def __init__(
         self,
         settings: Settings,
@@ -105,28 +83,21 @@ class _Run:
             lambda: self._plan()[0],
             getattr(encoder, "model_dir", None) if self.streaming else None,
         )
-        self.timings = LeaseTimings.from_settings(settings.ingest)
-        self.leases = Leases(self.store, owner, self.timings, retries=settings.ingest.write_retries)
-        self.writer = Writer(
+        timings = LeaseTimings.from_settings(settings.ingest)
+        leases = Leases(self.store, owner, timings, retries=settings.ingest.write_retries)
+        writer = Writer(
             self.store,
             max_points=settings.ingest.write_batch_points,
             max_bytes=settings.ingest.write_batch_bytes,
             retries=settings.ingest.write_retries,
-            fence=self.leases.fence,
+            fence=leases.fence,
         )
-        self.deferred: list[tuple[Item, FileResult]] = []  # documents another writer held
-        self.touched: list[tuple[Item, FileResult, DocumentRecord]] = []  # unchanged files with a new mtime
-        self.again: list[tuple[Item, FileResult]] = []  # touched files whose version another run replaced
-        self.inflight: dict[str, _Doc] = {}  # claimed, not complete yet
-        self.finishing: list[_Doc] = []  # every chunk handed to the writer
-        self.known: dict[str, DocumentRecord] = {}
+        super().__init__(leases, timings, writer, report)
         self.progress = progress
         self.files_bar = tqdm(unit="file", desc="files", disable=not progress)
         self.chunks_bar = tqdm(unit="chunk", desc="chunks", disable=not progress)
         self._planned: tuple[int, bool, int] | None = None
         self._plan_lock = threading.Lock()
-        self.wait_until: float | None = None  # retries of busy documents wait for them until then
-        self.processed = 0  # encoded tokens taken since the last idle moment (for the write gate)
 
     # --------------------------------------------------------------------------------------- set-up
 
@@ -156,23 +127,10 @@ class _Run:
         return Chunker(tokenizer, c.chunk_size, c.chunk_overlap, headings=c.headings, ids=self.streaming)
 
     def _plan(self) -> tuple[int, bool, int]:
-        """(parsing processes, write behind, devices): chosen per device, on first need (it may import torch).
-
-        On a GPU the CPU stages must keep up with tens of thousands of tokens/s: parsing in processes, writes
-        overlapping the model. On a CPU torch uses every core for the forward pass: helpers steal from it, so
-        one feed thread parses and writes run between passes (see the README for the measurements).
-        """
+        """(parsing processes, write behind, devices), on first need (``plan_stages``: it may import torch)."""
         with self._plan_lock:
             if self._planned is None:
-                ingest = self.settings.ingest
-                devices: list[str] = ["cpu"]
-                if ingest.prepare_workers is None or ingest.write_behind is None:
-                    devices = list(getattr(self.encoder, "devices", None) or ["cpu"])
-                gpu = any(d.startswith(("cuda", "mps")) for d in devices)
-                cores = _cores()
-                workers = ingest.prepare_workers if ingest.prepare_workers is not None else gpu * min(8, cores - 2)
-                behind = ingest.write_behind if ingest.write_behind is not None else gpu
-                self._planned = (max(0, workers), behind, len(devices))
+                self._planned = plan_stages(self.settings.ingest, self.encoder)
             return self._planned
 
     # --------------------------------------------------------------------------------------- the stream
@@ -245,10 +203,10 @@ class _Run:
             queue.close()
             out(("feed-done", None))
 
-    def _doc(self, p: Prepared) -> _Doc:
+    def _doc(self, p: Prepared) -> Doc:
         first = p.chunks[0]
         record = DocumentRecord(first.doc_id, first.source, p.item.root, first.content_hash, COMPLETE)
-        return _Doc(p.item, p.result, record.with_file(p.file_stat), total=len(p.chunks))
+        return Doc(p.item, p.result, record.with_file(p.file_stat), total=len(p.chunks))
 
     def _handle(self, kind: str, payload: Any, stop: threading.Event) -> None:
         if kind == "encoded":
@@ -301,124 +259,6 @@ class _Run:
                 self.finishing.append(doc)
         self.chunks_bar.update(written)
 
-    def _claim(self, docs: list[_Doc]) -> None:
-        """Claim documents whose first chunks are encoded, before any of them is written (one claim write)."""
-        wanted: dict[str, _Doc] = {}
-        for doc in {id(d): d for d in docs}.values():
-            if doc.done.doc_id in wanted:  # the same doc id twice (two roots): the second one after the first
-                self._drop(doc, "busy", f"{doc.done.doc_id!r} is being written by this run already")
-            else:
-                wanted[doc.done.doc_id] = doc
-        if not wanted:
-            return
-        held, refused = self.leases.claim_many({d: doc.done.content_hash for d, doc in wanted.items()})
-        if self.wait_until is not None:  # retries wait for documents another writer holds
-            for doc_id in list(refused):
-                with contextlib.suppress(DocumentBusy):
-                    remaining = max(0.0, self.wait_until - time.monotonic())
-                    held[doc_id] = self.leases.claim(doc_id, wanted[doc_id].done.content_hash, wait=remaining)
-                    del refused[doc_id]
-        for doc_id, doc in wanted.items():
-            claim = held.get(doc_id)
-            if claim is None:
-                self._drop(doc, "busy", refused[doc_id])
-            elif claim.record is not None and claim.record.is_complete(doc.done.content_hash):
-                self._drop(doc, "unchanged", None)  # written by another run meanwhile
-                self._keep(claim, claim.record, doc.item, (doc.done.file_size, doc.done.file_mtime_ns))
-            else:
-                doc.claim = claim
-                self.inflight[doc_id] = doc
-
-    def _idle(self, gate: WriteGate) -> None:
-        """Nothing to write right now: get what is buffered acknowledged, complete what it completes."""
-        self.writer.flush()
-        processed, self.processed = self.processed, 0
-        for doc in [d for d in self.inflight.values() if d.claim is not None and d.claim.lost is not None]:
-            self.lost(doc)
-        ready = [d for d in self.finishing if d.live and self.writer.written >= d.last]
-        self.finishing = [d for d in self.finishing if d.live and self.writer.written < d.last]
-        if ready:
-            for _ in ready:
-                crash_point("finalize")
-            records = [replace(d.done, chunks=d.result.chunks, tokens=d.result.tokens) for d in ready]
-            claims = [(d.claim, r) for d, r in zip(ready, records, strict=True) if d.claim is not None]
-            lost = versions.complete_many(self.writer, self.leases, claims)
-            for doc, record in zip(ready, records, strict=True):
-                if doc.claim in lost:
-                    self.lost(doc)
-                else:
-                    doc.live = False
-                    del self.inflight[record.doc_id]
-                    self.known[record.doc_id] = record
-        if len(self.touched) >= REFRESH_BATCH:
-            self.refresh_touched()
-        gate.written(processed)
-
-    # --------------------------------------------------------------------------------------- outcomes
-
-    def _drop(self, doc: _Doc, status: str, error: str | None) -> None:
-        doc.live = False
-        if status == "busy":
-            self._defer(doc.item, doc.result, error or "")
-        else:
-            doc.result.status, doc.result.error = status, error
-
-    def abandon(self, doc: _Doc, error: str) -> None:
-        doc.live = False
-        doc.result.status, doc.result.error = "failed", error
-        if doc.claim is not None:
-            self.inflight.pop(doc.done.doc_id, None)
-            versions.abandon(self.writer, self.leases, doc.claim)
-
-    def lost(self, doc: _Doc) -> None:
-        """This run's lease on the document lapsed: leave it to whoever holds it next, try again at the end."""
-        assert doc.claim is not None
-        doc.live = False
-        self.inflight.pop(doc.done.doc_id, None)
-        self.leases.release(doc.claim, self.writer)
-        self._defer(doc.item, doc.result, f"{doc.item.source}: this run lost its lease ({doc.claim.lost})")
-
-    def _keep(self, claim: Claim, current: DocumentRecord, item: Item, file_stat: FileStat) -> None:
-        """The document is complete as it is: record this file's size and modification time, release it."""
-        fresh = current.with_file(file_stat) if item.file is not None else current
-        versions.refresh(self.writer, self.leases, [(claim, fresh if fresh != current else None)])
-        self.known[current.doc_id] = fresh
-
-    def _defer(self, item: Item, result: FileResult, why: str) -> None:
-        result.status, result.error, result.chunks, result.tokens = "busy", why, 0, 0
-        self.deferred.append((item, result))
-
-    def refresh_touched(self) -> None:
-        """Record the new modification times of touched, unchanged files, many at once and under claims (the
-        records may have changed since this run read them); documents another writer holds are deferred."""
-        touched, self.touched = self.touched, []
-        if not touched:
-            return
-        held, refused = self.leases.claim_many({record.doc_id: None for _, _, record in touched})
-        if self.wait_until is not None:
-            for doc_id in list(refused):
-                with contextlib.suppress(DocumentBusy):
-                    held[doc_id] = self.leases.claim(doc_id, None, wait=max(0.0, self.wait_until - time.monotonic()))
-                    del refused[doc_id]
-        changes = []
-        for item, result, record in touched:
-            claim = held.get(record.doc_id)
-            if claim is None:
-                self._defer(item, result, refused[record.doc_id])
-                continue
-            current = claim.record
-            if current is not None and current.is_complete(record.content_hash):
-                fresh = current.with_file((record.file_size, record.file_mtime_ns))
-                changes.append((claim, fresh if fresh != current else None))
-                self.known[record.doc_id] = fresh
-            else:  # another run wrote another version meanwhile: this file's version replaces it
-                changes.append((claim, None))
-                self.again.append((item, result))
-                self.known.pop(record.doc_id, None)
-                if current is not None:
-                    self.known[current.doc_id] = current
-        versions.refresh(self.writer, self.leases, changes)
-
     # --------------------------------------------------------------------------------------- the run
 
     def run(self, items: list[Item], prune_roots: dict[str, set[str]]) -> None:
@@ -460,15 +300,6 @@ class _Run:
         self.files_bar.close()
         self.chunks_bar.close()
         self.leases.close()  # gives up what a run that stopped midway still holds
-
-
-def _cores() -> int:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def ingest(

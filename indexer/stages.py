@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from indexer.config import IngestSettings
 from indexer.errors import EncodingError
 from indexer.models import Chunk, Embedding
 
@@ -258,3 +259,34 @@ class ModelStage:
 
 def inbox() -> queue.SimpleQueue[Message]:
     return queue.SimpleQueue()
+
+
+def streams(encoder: Any) -> bool:
+    """Whether the encoder's class streams pre-tokenized input (a wrapper that overrides ``encode_passages``
+    only is called with texts, as the ``Encoder`` protocol says)."""
+    return callable(getattr(type(encoder), "iter_encode_batches", None))
+
+
+def plan_stages(ingest: IngestSettings, encoder: Any) -> tuple[int, bool, int]:
+    """(parsing processes, write behind, devices), chosen per device unless configured (may import torch).
+
+    On a GPU the CPU stages must keep up with tens of thousands of tokens/s: parsing in processes, writes
+    overlapping the model. On a CPU torch uses every core for the forward pass: helpers steal from it, so
+    one feed thread parses and writes run between passes (see the README for the measurements).
+    """
+    devices: list[str] = ["cpu"]
+    if ingest.prepare_workers is None or ingest.write_behind is None:
+        devices = list(getattr(encoder, "devices", None) or ["cpu"])
+    gpu = any(d.startswith(("cuda", "mps")) for d in devices)
+    workers = ingest.prepare_workers if ingest.prepare_workers is not None else gpu * min(8, _cores() - 2)
+    behind = ingest.write_behind if ingest.write_behind is not None else gpu
+    return max(0, workers), behind, len(devices)
+
+
+def _cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
