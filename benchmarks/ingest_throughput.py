@@ -19,7 +19,11 @@ each measured in its own process (peak RSS per phase):
 
     .venv/bin/python benchmarks/ingest_throughput.py --layers 4 [--docs 200] [--scale 10] [--skip-naive]
 
-``--scale N`` runs only (b), at 1x and Nx the corpus, and compares their peak memory.
+``--scale N`` runs only (b), at 1x and Nx the corpus, and compares their peak memory. The Nx corpus is N
+copies of the 1x corpus's document lengths (other sentences), and the 1x corpus has at least two chunks
+of 2048-8000 tokens, so that both reach the same largest batch (two long chunks, up to
+``--max-batch-tokens`` padded tokens): peak memory then shows what grows with the corpus, not a bigger
+batch shape.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ def build_corpus(target: Path, model: Path, docs: int, scale: int = 1) -> None:
     for _ in range(scale):  # each copy: other sentences, the same lengths (the same batch shapes)
         lengths = random.Random(1)
         for share, low, high in SHAPES:
-            for _ in range(max(1, round(docs * share))):
+            for _ in range(max(1 if high < 2048 else 2, round(docs * share))):  # two long ones: one full batch
                 goal = lengths.randint(low, high)
                 text: list[str] = []
                 tokens = 2
