@@ -19,7 +19,9 @@ each measured in its own process (peak RSS per phase):
 
     .venv/bin/python benchmarks/ingest_throughput.py --layers 4 [--docs 200] [--scale 10] [--skip-naive]
 
-``--scale N`` runs only (b), at 1x and Nx the corpus, and compares their peak memory. The Nx corpus is N
+``--scale N`` runs only (b), at 1x and Nx the corpus, and compares their peak memory (``--tiny``: with the
+tiny test model widened to BGE-M3's 1024-d ColBERT output, so that whatever the run keeps per token
+shows, at a fraction of the model time). The Nx corpus is N
 copies of the 1x corpus's document lengths (other sentences), and the 1x corpus has at least two chunks
 of 2048-8000 tokens, so that both reach the same largest batch (two long chunks, up to
 ``--max-batch-tokens`` padded tokens): peak memory then shows what grows with the corpus, not a bigger
@@ -347,6 +349,9 @@ def main() -> None:
         "--scale", type=int, default=0, help="only (b): peak memory at 1x and at this many times the corpus"
     )
     ap.add_argument("--skip-naive", action="store_true", help="leave out (c), the slowest")
+    ap.add_argument(
+        "--tiny", action="store_true", help="the tiny test model with 1024-d ColBERT (a cheap --scale memory check)"
+    )
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
@@ -356,8 +361,15 @@ def main() -> None:
         print(json.dumps(PHASES[args.phase](args)))
         return
 
-    model = build_model(REPO / ".cache" / "bench" / f"m3-random-{args.layers}l", args.layers)
-    print(f"model: BGE-M3 architecture, random weights, {args.layers} layers; {os.cpu_count()} CPUs; torch CPU fp32")
+    if args.tiny:
+        from tests.tiny_model import build_tiny_m3
+
+        target = REPO / ".cache" / "bench" / "tiny-colbert1024"
+        model = target if (target / "sparse_linear.pt").is_file() else build_tiny_m3(target, colbert_dim=1024)
+        print(f"model: the tiny test model (hidden 64, 2 layers) with 1024-d ColBERT; {os.cpu_count()} CPUs")
+    else:
+        model = build_model(REPO / ".cache" / "bench" / f"m3-random-{args.layers}l", args.layers)
+        print(f"model: BGE-M3 architecture, random weights, {args.layers} layers; {os.cpu_count()} CPUs; torch fp32")
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
