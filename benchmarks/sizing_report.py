@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/sizing_report.py sizing.json [--chunks 100000000 --tokens 512 --replicas 2 --nodes 12]
         [--rate "GPU (assumed)=20000x8" --rate "CPU, 2 cores (measured)=250"]
 
-1. Linearity: bytes per point by component at every measured size, for each option measured at several.
+1. The runs, then linearity: bytes per point by component at every measured size, for each option measured at several.
 2. Per chunk of ``--tokens`` tokens (``--tokens - 1`` ColBERT vectors: CLS has none), from the per-point
    bytes measured (ColBERT's per vector: the synthetic points have few), for each storage option.
 3. The cluster: RAM and disk in total and per node, for ``--chunks`` chunks, ``--replicas`` copies of every
@@ -57,6 +57,21 @@ def load(path: Path) -> dict[str, list[dict[str, Any]]]:
     for rs in runs.values():
         rs.sort(key=lambda r: r["points"])
     return runs
+
+
+def measured(runs: dict[str, list[dict[str, Any]]]) -> str:
+    lines = [
+        "| option | points | ColBERT vectors per point | segments | writing s | writing and optimizing s | "
+        "bytes per point on disk | in RAM |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for option, rs in runs.items():
+        for r in rs:
+            lines.append(
+                f"| {option} | {r['points']:,} | {r['tokens']} | {r['segments']} | {r['write_s']:,.0f} | "
+                f"{r['total_s']:,.0f} | {r['disk_per_point']:,.1f} | {r['ram_per_point']:,.1f} |"
+            )
+    return "\n".join(lines)
 
 
 def linearity(runs: dict[str, list[dict[str, Any]]]) -> str:
@@ -182,6 +197,7 @@ def main() -> None:
     parser.add_argument("--rate", action="append", default=[], help="NAME=TOKENS_PER_S[xDEVICES], repeatable")
     args = parser.parse_args()
     runs = load(args.measurements)
+    print(measured(runs), end="\n\n")
     print(linearity(runs), end="\n\n")
     print(components(runs, args.tokens), end="\n\n")
     print(cluster(runs, args.chunks, args.tokens, args.replicas, args.nodes, args.candidates))
