@@ -131,6 +131,14 @@ class RetrievalSettings(_Section):
     min_dense_score: float | None = None  # candidates below this cosine are dropped inside the prefetch
     min_sparse_score: float | None = None  # candidates below this lexical score are dropped inside the prefetch
     min_score: float | None = None  # threshold on the final score; similarity modes only (not RRF/DBSF)
+    # Results per document: group hits by this payload field (e.g. "doc_id"; None: no grouping); limit then
+    # counts groups, each of up to group_size hits.
+    group_by: str | None = Field(None, min_length=1, max_length=256)
+    group_size: int = Field(1, ge=1, le=100)
+    # MMR after the mode, over the dense vector: 0 relevance only .. 1 difference only (None: no MMR), among
+    # the mode's best mmr_candidates points.
+    diversity: float | None = Field(None, ge=0.0, le=1.0)
+    mmr_candidates: int = Field(100, ge=1, le=16384)
 
     @model_validator(mode="after")
     def _check(self) -> RetrievalSettings:

@@ -23,7 +23,7 @@ from indexer.errors import QueryError
 from indexer.models import Embedding, Hit
 from indexer.modes import SearchMode
 from indexer.store import AsyncStore, concurrent
-from retriever.api import Retriever, SearchHit
+from retriever.api import Retriever, SearchHit, SearchOptions
 
 logger = logging.getLogger(__name__)
 
@@ -158,9 +158,14 @@ class AsyncRetriever:
         await asyncio.to_thread(self.store.close)
 
     async def search(
-        self, query: str, limit: int | None = None, mode: SearchMode | str | None = None, filter: Any = None
+        self,
+        query: str,
+        limit: int | None = None,
+        mode: SearchMode | str | None = None,
+        filter: Any = None,
+        **options: Any,
     ) -> list[SearchHit]:
-        return (await self.search_batch([query], limit=limit, mode=mode, filter=filter))[0]
+        return (await self.search_batch([query], limit=limit, mode=mode, filter=filter, **options))[0]
 
     async def search_batch(
         self,
@@ -168,20 +173,38 @@ class AsyncRetriever:
         limit: int | None = None,
         mode: SearchMode | str | None = None,
         filter: Any = None,
+        **options: Any,
     ) -> list[list[SearchHit]]:
-        plan = self.retriever.plan(queries, limit=limit, mode=mode, filter=filter)
+        return await self.search_planned(queries, SearchOptions(limit, mode, filter, **options))
+
+    async def search_planned(self, queries: Sequence[str], options: SearchOptions) -> list[list[SearchHit]]:
+        """Check, encode (queries first, see ``EncoderScheduler``) and answer; the service's one way in."""
+        plan = self.retriever.plan(queries, options)
         if not queries:
             return []
         embeddings = await self.batcher.encode(list(queries))
-        return plan.hits(embeddings, await self.query_batch(plan.requests(embeddings)))
+        requests = plan.requests(embeddings)
+        if plan.group_by is not None:
+            groups = await self.astore.query_groups(requests, plan.group_by, plan.group_size)
+            return plan.grouped_hits(embeddings, groups)
+        return plan.hits(embeddings, await self.query_batch(requests))
 
     def search_blocking(
-        self, query: str, limit: int | None = None, mode: SearchMode | str | None = None, filter: Any = None
+        self,
+        query: str,
+        limit: int | None = None,
+        mode: SearchMode | str | None = None,
+        filter: Any = None,
+        **options: Any,
     ) -> list[SearchHit]:
         """A synchronous search that takes the same locks, for threads sharing this retriever's parts."""
-        plan = self.retriever.plan([query], limit=limit, mode=mode, filter=filter)
+        plan = self.retriever.plan([query], SearchOptions(limit, mode, filter, **options))
         embeddings = self.encoder.encode_queries([query])
-        [hits] = plan.hits(embeddings, self.store.query_batch(plan.requests(embeddings)))
+        requests = plan.requests(embeddings)
+        if plan.group_by is not None:
+            [hits] = plan.grouped_hits(embeddings, self.store.query_groups(requests, plan.group_by, plan.group_size))
+        else:
+            [hits] = plan.hits(embeddings, self.store.query_batch(requests))
         return hits
 
     async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:

@@ -31,6 +31,11 @@ DBSF = Feature((1, 11, 0), "distribution-based score fusion (mode hybrid_dbsf)")
 FORMULA = Feature((1, 14, 0), "formula queries (mode m3)")
 RRF_K = Feature((1, 15, 4), "RRF with a k parameter (modes hybrid, hybrid_colbert and m3; retrieval.rrf_k)")
 RRF_WEIGHTS = Feature((1, 17, 0), "weighted RRF (retrieval.rrf_weights; older servers silently ignore the weights)")
+GROUPS = Feature((1, 11, 0), "query groups (group_by: results per document)")
+MMR = Feature((1, 15, 0), "MMR diversity (retrieval.diversity)")
+# Servers before 1.17 drop a formula query's score threshold (Qdrant PR 8097): after m3 the client applies it
+# again, but under MMR the final scores are dense cosines and the m3 scores are gone.
+MMR_M3_THRESHOLD = Feature((1, 17, 0), "min_score in mode m3 under MMR diversity")
 
 _MODE_FEATURES: dict[SearchMode, tuple[Feature, ...]] = {
     SearchMode.HYBRID: (RRF_K,),
@@ -51,21 +56,41 @@ def show(version: Version) -> str:
     return ".".join(str(x) for x in version)
 
 
-def features_for(mode: SearchMode, rrf_weights: Sequence[float] | None) -> tuple[Feature, ...]:
+def features_for(
+    mode: SearchMode,
+    rrf_weights: Sequence[float] | None,
+    *,
+    groups: bool = False,
+    mmr: bool = False,
+    min_score: bool = False,
+) -> tuple[Feature, ...]:
     """The server features a search in ``mode`` uses (weights only matter where RRF fuses)."""
     needed = _MODE_FEATURES.get(mode, ())
     if rrf_weights and mode in _RRF_MODES:
         needed += (RRF_WEIGHTS,)
+    if groups:
+        needed += (GROUPS,)
+    if mmr:
+        needed += (MMR,)
+        if min_score and mode is SearchMode.M3:
+            needed += (MMR_M3_THRESHOLD,)
     return needed
 
 
 def unsupported(
-    version: Version | None, location: str, mode: SearchMode, rrf_weights: Sequence[float] | None
+    version: Version | None,
+    location: str,
+    mode: SearchMode,
+    rrf_weights: Sequence[float] | None,
+    **options: bool,
 ) -> str | None:
-    """Why the server at ``location`` cannot run this search, or None when it can (or is not a server)."""
+    """Why the server at ``location`` cannot run this search, or None when it can (or is not a server).
+
+    ``options``: ``groups``, ``mmr``, ``min_score`` (see ``features_for``).
+    """
     if version is None:
         return None
-    missing = [f for f in features_for(mode, rrf_weights) if version < f.since]
+    missing = [f for f in features_for(mode, rrf_weights, **options) if version < f.since]
     if not missing:
         return None
     needs = "; ".join(f"{f.what} needs Qdrant {show(f.since)} or later" for f in missing)
