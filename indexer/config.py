@@ -175,6 +175,9 @@ class ServiceSettings(_Section):
     max_json_bytes: int = Field(2 * 1024 * 1024, ge=1024)  # any other request body (searches, batches)
     max_batch_queries: int = Field(64, ge=1, le=1024)  # per POST /search/batch
     encode_batch: int = Field(32, ge=1, le=1024)  # concurrent queries encoded in one model call
+    # Uploads encode in slices of at most this many tokens, each after the queries waiting for the model
+    # (a chunk longer than this is a slice alone): smaller slices, less wait for searches during uploads.
+    upload_slice_tokens: int = Field(1024, ge=1, le=1 << 20)
 
 
 class Settings(_Section):

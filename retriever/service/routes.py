@@ -20,6 +20,7 @@ from indexer.loaders import SUPPORTED_SUFFIXES
 from indexer.modes import SearchMode
 from indexer.pipeline import ingest_bytes
 from indexer.validation import check_doc_id, check_file_name, check_metadata
+from retriever.api import SearchOptions
 from retriever.service.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
@@ -111,15 +112,28 @@ async def readyz(service: Service) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- search
 
 
-def _mode(service: Service, mode: SearchMode | None) -> SearchMode:
-    return mode or service.settings.retrieval.mode
+def search_options(body: SearchRequest | BatchSearchRequest, service: Service) -> SearchOptions:
+    """The one place where a request body becomes a search (what the caller may choose, and nothing else)."""
+    return SearchOptions(
+        limit=body.limit,
+        mode=body.mode or service.settings.retrieval.mode,
+        filter=body.filter,
+        group_by=body.group_by,
+        group_size=body.group_size,
+        diversity=body.diversity,
+    )
+
+
+def _mode(options: SearchOptions) -> str:
+    assert options.mode is not None  # search_options sets it
+    return SearchMode.parse(options.mode).value
 
 
 @search.post("/search", response_model=SearchResponse)
 async def search_one(body: SearchRequest, service: Service) -> dict[str, Any]:
-    mode = _mode(service, body.mode)
-    hits = await service.retriever.search(body.query, limit=body.limit, mode=mode, filter=body.filter)
-    return {"mode": mode.value, "hits": [h.as_dict() for h in hits]}
+    options = search_options(body, service)
+    [hits] = await service.retriever.search_planned([body.query], options)
+    return {"mode": _mode(options), "hits": [h.as_dict() for h in hits]}
 
 
 @search.post("/search/batch", response_model=BatchSearchResponse)
@@ -127,15 +141,15 @@ async def search_batch(body: BatchSearchRequest, service: Service) -> dict[str, 
     max_batch = service.settings.service.max_batch_queries
     if len(body.queries) > max_batch:
         raise ApiError(422, f"{len(body.queries)} queries in one batch; the limit is {max_batch}")
-    mode = _mode(service, body.mode)
-    results = await service.retriever.search_batch(body.queries, limit=body.limit, mode=mode, filter=body.filter)
-    return {"mode": mode.value, "results": [[h.as_dict() for h in hits] for hits in results]}
+    options = search_options(body, service)
+    results = await service.retriever.search_planned(body.queries, options)
+    return {"mode": _mode(options), "results": [[h.as_dict() for h in hits] for hits in results]}
 
 
 @search.post("/context", response_model=ContextResponse)
 async def context(body: ContextRequest, service: Service) -> dict[str, Any]:
     """Search, then build a prompt context: merged passages with numbered citations within ``max_tokens``."""
-    hits = await service.retriever.search(body.query, limit=body.limit, mode=body.mode, filter=body.filter)
+    [hits] = await service.retriever.search_planned([body.query], search_options(body, service))
     ctx = await asyncio.to_thread(service.context, hits, body.max_tokens)
     return {
         "text": ctx.text,
