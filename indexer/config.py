@@ -178,6 +178,9 @@ class ServiceSettings(_Section):
     # Uploads encode in slices of at most this many tokens, each after the queries waiting for the model
     # (a chunk longer than this is a slice alone): smaller slices, less wait for searches during uploads.
     upload_slice_tokens: int = Field(1024, ge=1, le=1 << 20)
+    log_format: Literal["text", "json"] = "text"  # json: one object per line (time, level, logger, request_id)
+    open_metrics: bool = False  # True: GET /metrics answers without the API key (a scraper on a private network)
+    mcp: bool = True  # serve the MCP tools (search, context) at /mcp, behind the same API key
 
 
 class Settings(_Section):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+from collections.abc import AsyncIterator
 import threading
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -13,6 +15,7 @@ from fastapi import Depends, Request
 from indexer.config import Settings
 from retriever.aio import AsyncRetriever
 from retriever.context import Context, build_context, token_counter
+from retriever.service.observability import Metrics
 
 
 class ApiError(Exception):
@@ -31,6 +34,8 @@ class ServiceState:
     # Context building counts tokens with its own copy of the tokenizer (fast tokenizers are not thread-safe).
     context_tokenizer: Any = None
     context_lock: threading.Lock = field(default_factory=threading.Lock)
+    metrics: Metrics | None = None
+    writes: int = 0  # uploads and deletes waiting for the write lock or holding it
 
     def __post_init__(self) -> None:
         self.context_tokenizer = copy.deepcopy(self.retriever.retriever.encoder.tokenizer)
@@ -38,6 +43,16 @@ class ServiceState:
     @property
     def settings(self) -> Settings:
         return self.retriever.settings
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """One upload or delete at a time (the write lock), counted while it waits and runs."""
+        self.writes += 1
+        try:
+            async with self.write_lock:
+                yield
+        finally:
+            self.writes -= 1
 
     def context(self, hits: list[Any], max_tokens: int) -> Context:
         with self.context_lock:
