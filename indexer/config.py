@@ -94,20 +94,45 @@ class QdrantSettings(_Section):
     path: str = ".qdrant"  # embedded storage folder; ":memory:" with engine "local" keeps nothing
 
 
+Datatype = Literal["float32", "float16", "uint8"]
+Quantization = Literal["none", "int8"]
+
+
 class CollectionSettings(_Section):
     name: str = Field("documents", min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
     colbert: bool = True  # store ColBERT multivectors (needed by the colbert modes)
-    dense_datatype: Literal["float32", "float16"] = "float32"
-    colbert_datatype: Literal["float32", "float16"] = "float16"
+    # Storage (README, "Storage options"). uint8: unit-vector components mapped to 0..255 codes and scored by
+    # Euclidean distance, which keeps the cosine ranking (see indexer.storage).
+    dense_datatype: Datatype = "float32"
+    colbert_datatype: Datatype = "float16"
+    dense_on_disk: bool = False  # serve the original dense vectors from disk (with int8 quantization in RAM)
     colbert_on_disk: bool = True
+    # Scalar quantization: an int8 copy of the vectors next to the originals, searched first.
+    dense_quantization: Quantization = "none"
+    colbert_quantization: Quantization = "none"
+    quantization_quantile: float = Field(0.99, ge=0.5, le=1.0)  # the share of values the int8 range covers
+    quantization_always_ram: bool = True  # keep the int8 copy in RAM (the originals follow *_on_disk)
+    # Mean-pool every chunk's ColBERT vectors in windows of this many neighbouring tokens (1: keep every token).
+    colbert_pool_factor: int = Field(1, ge=1, le=64)
     # A server collection, at creation (None: the server's default). Ignored by the embedded engines.
     shard_number: int | None = Field(None, ge=1)  # default: 1 on a single node, the number of peers in a cluster
     replication_factor: int | None = Field(None, ge=1)  # copies of each shard (default 1)
     write_consistency_factor: int | None = Field(None, ge=1)  # replicas that must apply a write (default 1)
-    # Segment sizing (KB of the largest vector storage, which with ColBERT is ColBERT's). None: derived from the
-    # ColBERT size of a chunk (see indexer.schema.optimizer_sizes); without ColBERT, the server's defaults.
+    # Segment sizing (KB of the largest vector storage, which with ColBERT is ColBERT's), servers and Qdrant Edge.
+    # None: derived from the ColBERT size of a chunk (see indexer.schema.optimizer_sizes); without ColBERT, the
+    # engine's defaults. A segment is indexed (HNSW graph, int8 copies) once it holds indexing_threshold_kb.
     max_segment_size_kb: int | None = Field(None, ge=1)
     indexing_threshold_kb: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_compression_per_vector(self) -> CollectionSettings:
+        for vector in ("dense", "colbert"):
+            if getattr(self, f"{vector}_datatype") == "uint8" and getattr(self, f"{vector}_quantization") != "none":
+                raise ValueError(
+                    f"{vector}_quantization = int8 on {vector}_datatype = uint8: the vectors already take one byte "
+                    "per dimension; choose one of the two"
+                )
+        return self
 
     @model_validator(mode="after")
     def _consistency_within_replicas(self) -> CollectionSettings:
@@ -139,6 +164,11 @@ class RetrievalSettings(_Section):
     # the mode's best mmr_candidates points.
     diversity: float | None = Field(None, ge=0.0, le=1.0)
     mmr_candidates: int = Field(100, ge=1, le=16384)
+    # Searching int8-quantized vectors (collection.*_quantization): rescore the best candidates with the original
+    # vectors (dense: after the HNSW search; ColBERT: the reranked top `limit`, read from where the originals are).
+    rescore_dense: bool = True
+    rescore_colbert: bool = True
+    oversampling: float | None = Field(None, ge=1.0)  # quantized candidates fetched per hit before rescoring
 
     @model_validator(mode="after")
     def _check(self) -> RetrievalSettings:

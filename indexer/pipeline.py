@@ -107,6 +107,7 @@ class _Run:
             chunk_size=self.settings.chunking.chunk_size,
             chunk_overlap=self.settings.chunking.chunk_overlap,
             chunk_headings=self.settings.chunking.headings,
+            colbert_pool_factor=self.spec.colbert_pool_factor,
         )
         existing = self.store.retrieve([COLLECTION_RECORD_ID])
         if existing:
@@ -227,14 +228,13 @@ class _Run:
                 self.abandon(doc, str(e))
             return
         share = (time.perf_counter() - started) / len(group)
-        colbert = self.spec.colbert_dim is not None
         for (doc, chunk), embedding in zip(group, embeddings, strict=True):
             if doc.failed:
                 continue
             if doc.claim.lost is not None:
                 self.lost(doc)
                 continue
-            self.writer.add(to_point(EncodedChunk(chunk, embedding), colbert))
+            self.writer.add(to_point(EncodedChunk(chunk, embedding), self.spec))
             doc.result.chunks += 1
             doc.result.tokens += chunk.token_count
             doc.result.seconds += share

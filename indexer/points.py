@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from indexer.encoder.vectors import pool_multivector
 from indexer.models import Chunk, EncodedChunk, PointRecord
+from indexer.storage import to_uint8
+
+if TYPE_CHECKING:
+    from indexer.schema import CollectionSpec
 
 # Fixed namespace: the same document version and chunk index give the same id on every machine.
 POINT_NAMESPACE = uuid.UUID("6f1c0e52-3b7a-5d1e-9a43-2b7e64c1d0f5")
@@ -38,13 +43,25 @@ def chunk_payload(chunk: Chunk) -> dict[str, Any]:
     }
 
 
-def to_point(encoded: EncodedChunk, colbert: bool = True) -> PointRecord:
-    """The point of one chunk; ``colbert=False`` leaves ColBERT out, for collections without it."""
+def to_point(encoded: EncodedChunk, spec: CollectionSpec | None = None) -> PointRecord:
+    """The point of one chunk, its vectors as the collection ``spec`` stores them (None: as encoded).
+
+    A spec without ColBERT leaves ColBERT out; ``colbert_pool_factor`` mean-pools the chunk's ColBERT vectors
+    (``indexer.encoder.pool_multivector``); a ``uint8`` vector becomes uint8 codes (``indexer.storage``).
+    """
     c, e = encoded.chunk, encoded.embedding
+    dense, colbert = e.dense, e.colbert
+    if spec is not None:
+        if spec.colbert_dim is None:
+            colbert = None
+        elif colbert is not None:
+            colbert = pool_multivector(colbert, spec.colbert_pool_factor)
+            colbert = to_uint8(colbert) if spec.colbert_datatype == "uint8" else colbert
+        dense = to_uint8(dense) if spec.dense_datatype == "uint8" else dense
     return PointRecord(
         id=point_id(c.doc_id, c.content_hash, c.chunk_index),
-        dense=e.dense,
+        dense=dense,
         sparse=e.sparse,
-        colbert=e.colbert if colbert else None,
+        colbert=colbert,
         payload=chunk_payload(c),
     )

@@ -64,6 +64,7 @@ class CollectionRecord:
     chunk_size: int
     chunk_overlap: int
     chunk_headings: bool = False  # sections split at headings first (collections built before that: plain)
+    colbert_pool_factor: int = 1  # ColBERT vectors mean-pooled in windows of this many tokens (older builds: 1)
 
     def point(self) -> PointRecord:
         return PointRecord(id=COLLECTION_RECORD_ID, payload={KIND: KIND_COLLECTION, **asdict(self)})
@@ -86,6 +87,11 @@ class CollectionRecord:
             how = "at headings first" if self.chunk_headings else "without regard to headings"
             problems.append(
                 f"its chunks were split {how}; this run sets chunking.headings = {str(other.chunk_headings).lower()}"
+            )
+        if self.colbert_pool_factor != other.colbert_pool_factor:
+            problems.append(
+                f"its ColBERT vectors were pooled by {self.colbert_pool_factor}; this run sets "
+                f"collection.colbert_pool_factor = {other.colbert_pool_factor}"
             )
         if problems:
             raise SchemaMismatchError(

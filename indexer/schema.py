@@ -6,17 +6,20 @@ existing collection back as a ``CollectionInfo``; nothing else in the code knows
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from indexer.config import CollectionSettings
 from indexer.errors import SchemaMismatchError
+from indexer.storage import BYTES_PER_COMPONENT, distance_for
 
 DENSE = "dense"
 SPARSE = "sparse"
 COLBERT = "colbert"
 
-DISTANCE = "cosine"  # dense and ColBERT: BGE-M3's vectors are L2-normalised; sparse is always a dot product
+# Distances: dense and ColBERT use cosine (BGE-M3's vectors are L2-normalised), or Euclidean distance for uint8
+# codes of them, which ranks as cosine ranks the originals (indexer.storage); sparse is always a dot product.
 
 # Payload fields that filters and bookkeeping use, and their index type ("keyword" or "integer").
 PayloadType = Literal["keyword", "integer"]
@@ -41,6 +44,7 @@ DETAILS = (
     ("modifier", "modifier"),
     ("hnsw_m", "HNSW m"),
     ("on_disk", "on_disk"),
+    ("quantization", "quantization"),
 )
 
 
@@ -60,6 +64,16 @@ class VectorInfo:
     modifier: str | None = None  # sparse: "none" or "idf"
     hnsw_m: int | None = None  # HNSW links per node; 0: no graph (rerank-only ColBERT)
     on_disk: bool | None = None  # vectors served from disk
+    quantization: str | None = None  # "none" or "int8" (scalar): an int8 copy searched first
+
+    @property
+    def quantized(self) -> bool:
+        return self.quantization not in (None, "none")
+
+    @property
+    def codes(self) -> bool:
+        """Stored as uint8 codes (``indexer.storage``): queries are mapped, scores are distances."""
+        return self.datatype == "uint8"
 
     def describe(self) -> str:
         if self.kind == "sparse":
@@ -120,14 +134,16 @@ class CollectionInfo:
 # (2,500 points before indexing) and segments of 20,000 chunks.
 INDEXING_CHUNKS = 2_500
 SEGMENT_CHUNKS = 20_000
-_BYTES = {"float32": 4, "float16": 2}
 
 
 def optimizer_sizes(
     settings: CollectionSettings, colbert_dim: int | None, chunk_size: int
 ) -> tuple[int | None, int | None]:
     """(max_segment_size_kb, indexing_threshold_kb): the configured values, else derived from ColBERT's size."""
-    per_chunk_kb = chunk_size * colbert_dim * _BYTES[settings.colbert_datatype] / 1024 if colbert_dim else None
+    per_chunk_kb = None
+    if colbert_dim:
+        rows = math.ceil(chunk_size / settings.colbert_pool_factor)
+        per_chunk_kb = rows * colbert_dim * BYTES_PER_COMPONENT[settings.colbert_datatype] / 1024
     segment = settings.max_segment_size_kb
     indexing = settings.indexing_threshold_kb
     if per_chunk_kb is not None:
@@ -146,7 +162,14 @@ class CollectionSpec:
     dense_datatype: str = "float32"
     colbert_datatype: str = "float16"
     colbert_on_disk: bool = True
-    # Server only, applied at creation (None: the server's default); not part of the shape check.
+    dense_on_disk: bool = False
+    dense_quantization: str = "none"
+    colbert_quantization: str = "none"
+    quantization_quantile: float = 0.99
+    quantization_always_ram: bool = True
+    colbert_pool_factor: int = 1  # checked through the collection's record (indexer.records), as Qdrant cannot
+    # Server only, applied at creation (None: the server's default); not part of the shape check. The segment
+    # sizes apply to Qdrant Edge too.
     shard_number: int | None = None
     replication_factor: int | None = None
     write_consistency_factor: int | None = None
@@ -167,6 +190,12 @@ class CollectionSpec:
             dense_datatype=settings.dense_datatype,
             colbert_datatype=settings.colbert_datatype,
             colbert_on_disk=settings.colbert_on_disk,
+            dense_on_disk=settings.dense_on_disk,
+            dense_quantization=settings.dense_quantization,
+            colbert_quantization=settings.colbert_quantization,
+            quantization_quantile=settings.quantization_quantile,
+            quantization_always_ram=settings.quantization_always_ram,
+            colbert_pool_factor=settings.colbert_pool_factor if colbert else 1,
             shard_number=settings.shard_number,
             replication_factor=settings.replication_factor,
             write_consistency_factor=settings.write_consistency_factor,
@@ -186,7 +215,15 @@ class CollectionSpec:
     def info(self) -> CollectionInfo:
         """The collection this spec makes: names, kinds, sizes and the details that scores and storage depend on."""
         vectors = [
-            VectorInfo(DENSE, "dense", self.dense_dim, DISTANCE, self.dense_datatype),
+            VectorInfo(
+                DENSE,
+                "dense",
+                self.dense_dim,
+                distance_for(self.dense_datatype),
+                self.dense_datatype,
+                on_disk=self.dense_on_disk,
+                quantization=self.dense_quantization,
+            ),
             VectorInfo(SPARSE, "sparse", modifier="none"),  # no IDF: BGE-M3's lexical weights are learned
         ]
         if self.colbert_dim is not None:
@@ -195,10 +232,11 @@ class CollectionSpec:
                     COLBERT,
                     "multivector",
                     self.colbert_dim,
-                    DISTANCE,
+                    distance_for(self.colbert_datatype),
                     self.colbert_datatype,
                     hnsw_m=0,
                     on_disk=self.colbert_on_disk,
+                    quantization=self.colbert_quantization,
                 )
             )
         return CollectionInfo(self.name, tuple(sorted(vectors, key=lambda v: v.name)))

@@ -23,6 +23,7 @@ from indexer.store.features import unsupported
 from indexer.store.groups import GroupKey, HitGroup, check_group_by, check_group_size
 from indexer.validation import is_valid_unicode
 from retriever.query import build_request, check_filter, diversify, final_threshold, parse_filter, score_divisor
+from retriever.stored import PLAIN, Storage
 
 logger = logging.getLogger(__name__)
 
@@ -127,14 +128,9 @@ class Retriever:
         self.info: CollectionInfo = runtime.info
         dense = self.info.vector(DENSE)
         r = self.settings.retrieval
-        unsupported_default = unsupported(
-            self.store.server_version,
-            self.store.location,
-            r.mode,
-            r.rrf_weights,
-            groups=r.group_by is not None,
-            mmr=r.diversity is not None,
-            min_score=r.min_score is not None,
+        self.storage = Storage.of(self.info, r)
+        unsupported_default = self._unsupported(
+            r.mode, groups=r.group_by is not None, diversity=r.diversity, min_score=r.min_score is not None
         )
         if unsupported_default:
             self.store.close()
@@ -160,6 +156,28 @@ class Retriever:
 
     def close(self) -> None:
         self.store.close()
+
+    def _unsupported(
+        self, mode: SearchMode, *, groups: bool = False, diversity: float | None = None, min_score: bool = False
+    ) -> str | None:
+        """Why the store cannot run this search on this collection (a server too old, MMR over uint8 codes),
+        or None."""
+        if diversity is not None and self.storage.dense.codes is not None:
+            return (
+                "diversity (MMR) is not supported on a collection storing dense vectors as uint8 codes: MMR "
+                "would report code distances, not cosines; search without diversity"
+            )
+        r = self.settings.retrieval
+        return unsupported(
+            self.store.server_version,
+            self.store.location,
+            mode,
+            r.rrf_weights,
+            formula=self.storage.uses_formula(mode),
+            groups=groups,
+            mmr=diversity is not None,
+            min_score=min_score,
+        )
 
     def search(
         self,
@@ -227,14 +245,8 @@ class Retriever:
             isinstance(diversity, bool) or not isinstance(diversity, (int, float)) or not 0.0 <= diversity <= 1.0
         ):
             raise QueryError(f"diversity must be a number between 0 and 1, got {diversity!r}")
-        reason = unsupported(
-            self.store.server_version,
-            self.store.location,
-            mode,
-            r.rrf_weights,
-            groups=group_by is not None,
-            mmr=diversity is not None,
-            min_score=r.min_score is not None,
+        reason = self._unsupported(
+            mode, groups=group_by is not None, diversity=diversity, min_score=r.min_score is not None
         )
         if reason:
             raise QueryError(reason)
@@ -260,6 +272,7 @@ class Retriever:
             group_by=group_by,
             group_size=group_size,
             diversity=None if diversity is None else float(diversity),
+            storage=self.storage,
         )
 
 
@@ -285,6 +298,7 @@ class SearchPlan:
     group_by: str | None = None  # a payload field: ``limit`` groups of up to ``group_size`` hits
     group_size: int = 1
     diversity: float | None = None  # MMR over the dense vector after the mode
+    storage: Storage = PLAIN  # how the collection stores its vectors (query form, rescoring, scales)
 
     def requests(self, embeddings: Sequence[Embedding]) -> list[models.QueryRequest]:
         r = self.settings
@@ -301,12 +315,16 @@ class SearchPlan:
                 min_sparse_score=r.min_sparse_score,
                 min_score=r.min_score,
                 flt=self.flt,
+                storage=self.storage,
             )
             for e in embeddings
         ]
         if self.diversity is None:
             return built
-        return [diversify(b, e, self.diversity, r.mmr_candidates) for b, e in zip(built, embeddings, strict=True)]
+        return [
+            diversify(b, e, self.diversity, r.mmr_candidates, self.storage)
+            for b, e in zip(built, embeddings, strict=True)
+        ]
 
     def hits(self, embeddings: Sequence[Embedding], results: Sequence[Sequence[Hit]]) -> list[list[SearchHit]]:
         """Engine answers as hits, with scores on the mode's reported scale (see ``SearchHit``).

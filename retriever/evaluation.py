@@ -241,6 +241,11 @@ def run_eval(
         try:
             if not existing:
                 ingest_dataset(dataset, settings, encoder, store)
+                if settings.qdrant.engine == "edge":
+                    # Search the collection as `indexer ingest` leaves it: Edge optimizes when it is closed
+                    # (segments indexed, int8 copies built), not after a small ingest.
+                    store.close()
+                    store = open_runtime(settings, "write", encoder=encoder).store
             retriever = Retriever(settings, encoder=encoder, store=store)
             chunks = store.count(kind_filter(KIND_CHUNK))
             ids = list(dataset.queries)

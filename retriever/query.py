@@ -16,6 +16,7 @@ from indexer.models import Embedding
 from indexer.modes import DEFAULT_M3_WEIGHTS, SearchMode, check_limit, valid_m3_weights
 from indexer.schema import COLBERT, DENSE, SPARSE
 from retriever.filters import check_filter, parse_filter
+from retriever.stored import PLAIN, Storage
 
 __all__ = [
     "SearchMode",
@@ -67,20 +68,23 @@ def final_threshold(
     return min_score * score_divisor(mode, query)
 
 
-def m3_formula(weights: Sequence[float], n_query_vectors: int) -> models.FormulaQuery:
+def m3_formula(weights: Sequence[float], n_query_vectors: int, storage: Storage = PLAIN) -> models.FormulaQuery:
     """w_d*dense + w_s*sparse + w_c*MAX_SIM/N_q over three prefetches (dense, sparse, ColBERT rescoring).
 
-    A candidate that a rescoring leg did not return (e.g. no shared token for sparse) scores 0 there.
+    A candidate that a rescoring leg did not return (e.g. no shared token for sparse) scores 0 there. Vectors
+    stored as uint8 codes score distances, which the formula turns into cosines (``retriever.stored``).
     """
     w_dense, w_sparse, w_colbert = (float(w) for w in weights)
+    dense, dense_default = storage.dense.term("$score[0]")
+    colbert, colbert_default = storage.colbert.term("$score[2]", n_query_vectors)
     terms: list[models.Expression] = [
-        models.MultExpression(mult=[w_dense, "$score[0]"]),
+        models.MultExpression(mult=[w_dense, dense]),
         models.MultExpression(mult=[w_sparse, "$score[1]"]),
-        models.MultExpression(mult=[w_colbert / n_query_vectors, "$score[2]"]),
+        models.MultExpression(mult=[w_colbert / n_query_vectors, colbert]),
     ]
     return models.FormulaQuery(
         formula=models.SumExpression(sum=terms),
-        defaults={"$score[0]": 0.0, "$score[1]": 0.0, "$score[2]": 0.0},
+        defaults={"$score[0]": dense_default, "$score[1]": 0.0, "$score[2]": colbert_default},
     )
 
 
@@ -104,6 +108,7 @@ def build_request(
     min_sparse_score: float | None = None,
     min_score: float | None = None,
     flt: models.Filter | None = None,
+    storage: Storage = PLAIN,
 ) -> models.QueryRequest:
     """The whole search, candidates and fusion included, as one request.
 
@@ -114,6 +119,10 @@ def build_request(
     legs (in the single-leg modes, at the top level). ``min_score`` applies to the final score on the
     scale the retriever reports (see ``score_divisor``); it is refused for RRF and DBSF, whose scores
     are rank artefacts.
+
+    ``storage`` says how the collection stores its vectors: quantized ones get rescoring parameters on
+    every request or prefetch that searches them, uint8 codes get the query as codes and their distances
+    turned into cosines (a formula) wherever a score, not a rank, is used.
     """
     mode = SearchMode.parse(mode)
     check_limit(limit)
@@ -125,12 +134,21 @@ def build_request(
         )
     weights = _check_weights(m3_weights)
     depth = max(prefetch_limit, limit)
-    dense_q = [float(x) for x in query.dense]
+    dense, colbert = storage.dense, storage.colbert
+    dense_q = dense.query(query.dense)
     sparse_q = models.SparseVector(indices=list(query.sparse.indices), values=list(query.sparse.values))
 
     def leg(vector: Any, using: str) -> models.Prefetch:
-        threshold = min_dense_score if using == DENSE else min_sparse_score if using == SPARSE else None
-        return models.Prefetch(query=vector, using=using, filter=flt, limit=depth, score_threshold=threshold)
+        if using == DENSE:
+            return models.Prefetch(
+                query=vector,
+                using=using,
+                filter=flt,
+                limit=depth,
+                score_threshold=dense.threshold(min_dense_score),
+                params=dense.params(),
+            )
+        return models.Prefetch(query=vector, using=using, filter=flt, limit=depth, score_threshold=min_sparse_score)
 
     def fused() -> list[models.Prefetch]:
         return [leg(dense_q, DENSE), leg(sparse_q, SPARSE)]
@@ -139,16 +157,23 @@ def build_request(
     rrf = models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=list(rrf_weights) if rrf_weights else None))
     common: dict[str, Any] = {"filter": flt, "limit": limit, "with_payload": True}
     if mode is SearchMode.DENSE:
-        return models.QueryRequest(query=dense_q, using=DENSE, score_threshold=threshold, **common)
+        formula = dense.similarity()
+        if formula is not None:  # codes: the distances of the nearest codes, as cosines
+            nearest = models.Prefetch(query=dense_q, using=DENSE, filter=flt, limit=limit, params=dense.params())
+            return models.QueryRequest(prefetch=[nearest], query=formula, score_threshold=threshold, **common)
+        return models.QueryRequest(
+            query=dense_q, using=DENSE, score_threshold=threshold, params=dense.params(), **common
+        )
     if mode is SearchMode.SPARSE:
         return models.QueryRequest(query=sparse_q, using=SPARSE, score_threshold=threshold, **common)
     if mode is SearchMode.HYBRID:
         return models.QueryRequest(prefetch=fused(), query=rrf, **common)
     if mode is SearchMode.HYBRID_DBSF:
-        return models.QueryRequest(prefetch=fused(), query=models.FusionQuery(fusion=models.Fusion.DBSF), **common)
+        legs = [dense.as_similarity(leg(dense_q, DENSE)), leg(sparse_q, SPARSE)]
+        return models.QueryRequest(prefetch=legs, query=models.FusionQuery(fusion=models.Fusion.DBSF), **common)
     if query.colbert is None or len(query.colbert) == 0:
         raise QueryError(f"mode {mode.value} needs the query's ColBERT vectors")
-    colbert_q = [[float(x) for x in row] for row in query.colbert]
+    colbert_q = colbert.query(query.colbert)
     n_q = len(colbert_q)
     if mode is SearchMode.M3:
         # The candidates: the union of the dense and the sparse top-`depth` (the fused limit, 2*depth, never
@@ -156,27 +181,48 @@ def build_request(
         # exactly those candidates; the formula adds the three scores.
         candidates = models.Prefetch(prefetch=fused(), query=rrf, filter=flt, limit=2 * depth)
 
-        def rescore(vector: Any, using: str) -> models.Prefetch:
-            return models.Prefetch(prefetch=[candidates], query=vector, using=using, filter=flt, limit=2 * depth)
+        def rescore(vector: Any, using: str, params: models.SearchParams | None = None) -> models.Prefetch:
+            return models.Prefetch(
+                prefetch=[candidates], query=vector, using=using, filter=flt, limit=2 * depth, params=params
+            )
 
-        legs = [rescore(dense_q, DENSE), rescore(sparse_q, SPARSE), rescore(colbert_q, COLBERT)]
-        return models.QueryRequest(prefetch=legs, query=m3_formula(weights, n_q), score_threshold=threshold, **common)
+        legs = [
+            rescore(dense_q, DENSE, dense.params()),
+            rescore(sparse_q, SPARSE),
+            rescore(colbert_q, COLBERT, colbert.params()),
+        ]
+        formula = m3_formula(weights, n_q, storage)
+        return models.QueryRequest(prefetch=legs, query=formula, score_threshold=threshold, **common)
     if mode is SearchMode.HYBRID_COLBERT:
         candidates = models.Prefetch(prefetch=fused(), query=rrf, filter=flt, limit=depth)
     else:
         candidates = leg(dense_q, DENSE)
     # MAX_SIM is a sum over the query vectors; the reported score (and so min_score) is the mean.
+    formula = colbert.similarity(n_q)
+    if formula is not None:  # codes: the reranked candidates' summed distances, as summed cosines
+        rerank = models.Prefetch(
+            prefetch=[candidates], query=colbert_q, using=COLBERT, filter=flt, limit=limit, params=colbert.params()
+        )
+        return models.QueryRequest(prefetch=[rerank], query=formula, score_threshold=threshold, **common)
     return models.QueryRequest(
-        prefetch=[candidates], query=colbert_q, using=COLBERT, score_threshold=threshold, **common
+        prefetch=[candidates],
+        query=colbert_q,
+        using=COLBERT,
+        score_threshold=threshold,
+        params=colbert.params(),
+        **common,
     )
 
 
-def diversify(request: models.QueryRequest, query: Embedding, diversity: float, candidates: int) -> models.QueryRequest:
+def diversify(
+    request: models.QueryRequest, query: Embedding, diversity: float, candidates: int, storage: Storage = PLAIN
+) -> models.QueryRequest:
     """MMR after any mode: the mode's request becomes the candidates (its ``candidates`` best points, its own
     thresholds kept), and MMR over the dense vector picks ``request.limit`` of them.
 
     ``diversity`` is Qdrant's: 0 ranks by relevance alone, 1 by difference from the points already picked
-    alone (MMR's lambda is 1 - diversity). The engine then reports each pick's dense cosine to the query.
+    alone (MMR's lambda is 1 - diversity). The engine then reports each pick's dense cosine to the query
+    (a quantized dense vector takes its rescoring parameters; uint8 codes are refused by the retriever).
     """
     if isinstance(diversity, bool) or not isinstance(diversity, (int, float)) or not 0.0 <= diversity <= 1.0:
         raise QueryError(f"diversity must be a number between 0 and 1, got {diversity!r}")
@@ -193,8 +239,9 @@ def diversify(request: models.QueryRequest, query: Embedding, diversity: float, 
     mmr = models.Mmr(diversity=float(diversity), candidates_limit=max(candidates, limit))
     return models.QueryRequest(
         prefetch=[pool],
-        query=models.NearestQuery(nearest=[float(x) for x in query.dense], mmr=mmr),
+        query=models.NearestQuery(nearest=storage.dense.query(query.dense), mmr=mmr),
         using=DENSE,
+        params=storage.dense.params(),
         filter=request.filter,
         limit=limit,
         with_payload=request.with_payload,

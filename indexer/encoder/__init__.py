@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 from .folder import ModelInfo, detect_pooling, model_fingerprint, read_model_info, resolve_model_dir
 from .m3 import BGEM3Encoder, Encoder
 from .tokenizer import M3Tokenizer
-from .vectors import MAX_MULTIVECTOR_FLOATS, fit_multivector, max_multivector_rows, plan_batches, sparse_from_lexical
+from .vectors import (
+    MAX_MULTIVECTOR_FLOATS,
+    fit_multivector,
+    max_multivector_rows,
+    plan_batches,
+    pool_multivector,
+    sparse_from_lexical,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -45,6 +52,7 @@ __all__ = [
     "max_multivector_rows",
     "model_fingerprint",
     "plan_batches",
+    "pool_multivector",
     "read_model_info",
     "resolve_device",
     "resolve_devices",

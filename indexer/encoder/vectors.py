@@ -56,21 +56,17 @@ def max_multivector_rows(dim: int, max_floats: int = MAX_MULTIVECTOR_FLOATS) -> 
     return (max_floats - 1) // dim
 
 
-def fit_multivector(vectors: np.ndarray, max_floats: int = MAX_MULTIVECTOR_FLOATS) -> np.ndarray:
-    """Return ColBERT vectors that fit Qdrant's multivector cap, unchanged when they already do.
+def pool_multivector(vectors: np.ndarray, window: int) -> np.ndarray:
+    """Mean-pool consecutive windows of ``window`` vectors and re-normalise them (the last window may be shorter).
 
-    Policy: when a chunk has more token vectors than fit (more than 1023 for 1024-d BGE-M3, i.e. a
-    chunk over 1024 tokens), neighbouring token vectors are mean-pooled in equal consecutive windows of
-    ``w = ceil(n / max_rows)`` and re-normalised. Every token still contributes, in order, and MAX_SIM
-    stays a sum of cosine maxima; the late-interaction resolution of such chunks drops by the factor w.
+    Every token still contributes, in order, and MAX_SIM stays a sum of cosine maxima; the late-interaction
+    resolution drops by the factor ``window``. ``window`` 1 returns ``vectors`` unchanged.
     """
+    if window < 1:
+        raise EncodingError(f"a ColBERT pooling window must be at least 1, got {window}")
     n, dim = vectors.shape
-    max_rows = max_multivector_rows(dim, max_floats)
-    if max_rows < 1:
-        raise EncodingError(f"ColBERT dimension {dim} exceeds Qdrant's multivector limit")
-    if n <= max_rows:
+    if window == 1 or n == 0:
         return vectors
-    window = math.ceil(n / max_rows)
     rows = math.ceil(n / window)
     pad = rows * window - n
     sums = np.concatenate([vectors, np.zeros((pad, dim), vectors.dtype)]).reshape(rows, window, dim).sum(1)
@@ -79,3 +75,20 @@ def fit_multivector(vectors: np.ndarray, max_floats: int = MAX_MULTIVECTOR_FLOAT
     pooled = sums / counts
     norms = np.linalg.norm(pooled, axis=1, keepdims=True)
     return (pooled / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+def fit_multivector(vectors: np.ndarray, max_floats: int = MAX_MULTIVECTOR_FLOATS) -> np.ndarray:
+    """Return ColBERT vectors that fit Qdrant's multivector cap, unchanged when they already do.
+
+    Policy: when a chunk has more token vectors than fit (more than 1023 for 1024-d BGE-M3, i.e. a
+    chunk over 1024 tokens), neighbouring token vectors are mean-pooled (``pool_multivector``) in equal
+    consecutive windows of ``w = ceil(n / max_rows)``. ``collection.colbert_pool_factor`` pools every
+    chunk the same way, with its own window, when its points are made (``indexer.points.to_point``).
+    """
+    n, dim = vectors.shape
+    max_rows = max_multivector_rows(dim, max_floats)
+    if max_rows < 1:
+        raise EncodingError(f"ColBERT dimension {dim} exceeds Qdrant's multivector limit")
+    if n <= max_rows:
+        return vectors
+    return pool_multivector(vectors, math.ceil(n / max_rows))

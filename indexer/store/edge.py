@@ -23,6 +23,7 @@ from qdrant_client import models
 from indexer.errors import QueryError, StoreError
 from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.schema import COLBERT, DENSE, PAYLOAD_INDEXES, SPARSE, CollectionInfo, CollectionSpec, check_shape
+from indexer.storage import distance_for
 from indexer.store.base import AsyncStore, to_hit, to_stored
 from indexer.store.edge_requests import edge_filter, edge_point, edge_request
 from indexer.store.features import Version
@@ -39,25 +40,49 @@ OPTIMIZE_AFTER_POINTS = 1000
 
 
 def edge_config(spec: CollectionSpec) -> Any:
-    """The collection of ``spec`` as Edge's own config classes."""
+    """The collection of ``spec`` as Edge's own config classes (the same choices as a server's, see
+    ``indexer.store.qdrant_params.collection_params``)."""
     import qdrant_edge as qe
 
-    datatypes = {"float32": qe.VectorStorageDatatype.Float32, "float16": qe.VectorStorageDatatype.Float16}
+    datatypes = {
+        "float32": qe.VectorStorageDatatype.Float32,
+        "float16": qe.VectorStorageDatatype.Float16,
+        "uint8": qe.VectorStorageDatatype.Uint8,
+    }
+    distances = {"cosine": qe.Distance.Cosine, "euclid": qe.Distance.Euclid}
+
+    def quantization(kind: str) -> Any:
+        if kind == "none":
+            return None
+        return qe.ScalarQuantizationConfig(
+            type=qe.ScalarType.Int8, quantile=spec.quantization_quantile, always_ram=spec.quantization_always_ram
+        )
+
     vectors = {
         DENSE: qe.EdgeVectorParams(
-            size=spec.dense_dim, distance=qe.Distance.Cosine, datatype=datatypes[spec.dense_datatype]
+            size=spec.dense_dim,
+            distance=distances[distance_for(spec.dense_datatype)],
+            datatype=datatypes[spec.dense_datatype],
+            quantization_config=quantization(spec.dense_quantization),
+            on_disk=spec.dense_on_disk,
         )
     }
     if spec.colbert_dim is not None:
         vectors[COLBERT] = qe.EdgeVectorParams(
             size=spec.colbert_dim,
-            distance=qe.Distance.Cosine,
+            distance=distances[distance_for(spec.colbert_datatype)],
             multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
             datatype=datatypes[spec.colbert_datatype],
             hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+            quantization_config=quantization(spec.colbert_quantization),
             on_disk=spec.colbert_on_disk,
         )
-    return qe.EdgeConfig(vectors=vectors, sparse_vectors={SPARSE: qe.EdgeSparseVectorParams()})
+    # The same segment sizing as a server's (indexer.schema.optimizer_sizes): a segment is indexed (dense
+    # HNSW, int8 copies) once its largest vector storage reaches indexing_threshold_kb.
+    optimizers = qe.EdgeOptimizersConfig(
+        max_segment_size=spec.max_segment_size_kb, indexing_threshold=spec.indexing_threshold_kb
+    )
+    return qe.EdgeConfig(vectors=vectors, sparse_vectors={SPARSE: qe.EdgeSparseVectorParams()}, optimizers=optimizers)
 
 
 def _edge_schema(kind: str) -> Any:
@@ -180,7 +205,7 @@ class EdgeStore:
             raise StoreError(f"collection {self.collection!r} does not exist at {self.path}; ingest first")
         if self.shard is None:
             self._load()
-        return CollectionInfo.from_dict(self.collection, meta["shape"])
+        return _recorded_info(self.collection, meta)
 
     def _shard(self) -> Any:
         if self.shard is None:

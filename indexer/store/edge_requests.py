@@ -164,6 +164,23 @@ def edge_expression(e: Any) -> Any:
     raise QueryError(f"formula expression {type(e).__name__} is not supported by the embedded engine")
 
 
+def edge_params(p: models.SearchParams | None) -> Any:
+    """Search parameters (HNSW ef, exact search, quantization rescoring) for Edge."""
+    import qdrant_edge as qe
+
+    if p is None:
+        return None
+    quantization = None
+    if p.quantization is not None:
+        q = p.quantization
+        quantization = qe.QuantizationSearchParams(
+            ignore=bool(q.ignore), rescore=q.rescore, oversampling=q.oversampling
+        )
+    return qe.SearchParams(
+        hnsw_ef=p.hnsw_ef, exact=bool(p.exact), quantization=quantization, indexed_only=bool(p.indexed_only)
+    )
+
+
 def edge_prefetch(p: models.Prefetch) -> Any:
     import qdrant_edge as qe
 
@@ -173,6 +190,7 @@ def edge_prefetch(p: models.Prefetch) -> Any:
         query=edge_query(p.query, p.using),
         prefetches=[edge_prefetch(n) for n in nested] or None,
         filter=edge_filter(p.filter),
+        params=edge_params(p.params),
         score_threshold=p.score_threshold,
     )
 
@@ -188,6 +206,7 @@ def edge_request(r: models.QueryRequest) -> Any:
         query=edge_query(r.query, r.using),
         prefetches=[edge_prefetch(n) for n in nested] or None,
         filter=edge_filter(r.filter),
+        params=edge_params(r.params),
         score_threshold=r.score_threshold,
         with_payload=with_payload,
         with_vector=bool(r.with_vector) if r.with_vector is not None else False,

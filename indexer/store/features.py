@@ -29,6 +29,7 @@ class Feature:
 
 DBSF = Feature((1, 11, 0), "distribution-based score fusion (mode hybrid_dbsf)")
 FORMULA = Feature((1, 14, 0), "formula queries (mode m3)")
+CODES = Feature((1, 14, 0), "formula queries turning distances of uint8 vectors into cosines (a uint8 collection)")
 RRF_K = Feature((1, 15, 4), "RRF with a k parameter (modes hybrid, hybrid_colbert and m3; retrieval.rrf_k)")
 RRF_WEIGHTS = Feature((1, 17, 0), "weighted RRF (retrieval.rrf_weights; older servers silently ignore the weights)")
 GROUPS = Feature((1, 11, 0), "query groups (group_by: results per document)")
@@ -60,14 +61,18 @@ def features_for(
     mode: SearchMode,
     rrf_weights: Sequence[float] | None,
     *,
+    formula: bool = False,
     groups: bool = False,
     mmr: bool = False,
     min_score: bool = False,
 ) -> tuple[Feature, ...]:
-    """The server features a search in ``mode`` uses (weights only matter where RRF fuses)."""
+    """The server features a search in ``mode`` uses (weights only matter where RRF fuses; ``formula``: the
+    search turns distances of uint8 codes into cosines with a formula, see ``retriever.stored``)."""
     needed = _MODE_FEATURES.get(mode, ())
     if rrf_weights and mode in _RRF_MODES:
         needed += (RRF_WEIGHTS,)
+    if formula and FORMULA not in needed:
+        needed += (CODES,)
     if groups:
         needed += (GROUPS,)
     if mmr:
@@ -86,7 +91,7 @@ def unsupported(
 ) -> str | None:
     """Why the server at ``location`` cannot run this search, or None when it can (or is not a server).
 
-    ``options``: ``groups``, ``mmr``, ``min_score`` (see ``features_for``).
+    ``options``: ``formula``, ``groups``, ``mmr``, ``min_score`` (see ``features_for``).
     """
     if version is None:
         return None

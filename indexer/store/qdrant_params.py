@@ -13,8 +13,10 @@ from indexer.config import QdrantSettings
 from indexer.errors import StoreRequestError
 from indexer.models import PointRecord
 from indexer.schema import COLBERT, DENSE, SPARSE, CollectionInfo, CollectionSpec, PayloadType, VectorInfo
+from indexer.storage import distance_for
 
-_DATATYPES = {"float32": models.Datatype.FLOAT32, "float16": models.Datatype.FLOAT16}
+_DATATYPES = {"float32": models.Datatype.FLOAT32, "float16": models.Datatype.FLOAT16, "uint8": models.Datatype.UINT8}
+_DISTANCES = {"cosine": models.Distance.COSINE, "euclid": models.Distance.EUCLID}
 PAYLOAD_TYPES = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.PayloadSchemaType.INTEGER}
 
 
@@ -34,21 +36,38 @@ def client_options(settings: QdrantSettings) -> dict[str, Any]:
     }
 
 
+def quantization_config(spec: CollectionSpec, kind: str) -> models.ScalarQuantization | None:
+    """A vector's scalar quantization (``always_ram`` rather than 1.19's ``memory``: every supported server
+    reads it)."""
+    if kind == "none":
+        return None
+    return models.ScalarQuantization(
+        scalar=models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=spec.quantization_quantile, always_ram=spec.quantization_always_ram
+        )
+    )
+
+
 def collection_params(spec: CollectionSpec) -> dict[str, Any]:
     """``create_collection`` arguments for the spec: named dense, sparse and ColBERT vectors, cluster and
     segment settings where the spec sets them (the server's defaults otherwise)."""
     dense = {
         DENSE: models.VectorParams(
-            size=spec.dense_dim, distance=models.Distance.COSINE, datatype=_DATATYPES[spec.dense_datatype]
+            size=spec.dense_dim,
+            distance=_DISTANCES[distance_for(spec.dense_datatype)],
+            datatype=_DATATYPES[spec.dense_datatype],
+            quantization_config=quantization_config(spec, spec.dense_quantization),
+            on_disk=spec.dense_on_disk,
         )
     }
     if spec.colbert_dim is not None:
         dense[COLBERT] = models.VectorParams(
             size=spec.colbert_dim,
-            distance=models.Distance.COSINE,
+            distance=_DISTANCES[distance_for(spec.colbert_datatype)],
             multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
             hnsw_config=models.HnswConfigDiff(m=0),  # rerank only: no graph (Qdrant's own advice)
             datatype=_DATATYPES[spec.colbert_datatype],
+            quantization_config=quantization_config(spec, spec.colbert_quantization),
             on_disk=spec.colbert_on_disk,
         )
     # No IDF modifier: BGE-M3 lexical weights are learned and scored by a plain dot product.
@@ -76,11 +95,21 @@ def _value(enum: Any, default: str) -> str:
     return str(getattr(enum, "value", enum)).lower() if enum is not None else default
 
 
+def _quantization(config: Any) -> str:
+    """A vector's (or the collection's) quantization config as ``"int8"``, ``"none"``, or its kind's name."""
+    if config is None or isinstance(config, models.Disabled):
+        return "none"
+    if isinstance(config, models.ScalarQuantization):
+        return _value(config.scalar.type, "int8")
+    return type(config).__name__.replace("Quantization", "").lower()  # binary, product, turbo: not ours
+
+
 def collection_info(name: str, info: models.CollectionInfo) -> CollectionInfo:
     """An existing qdrant-client collection, engine-neutral, with the details ``check_shape`` compares."""
     params = info.config.params
     vectors = params.vectors if isinstance(params.vectors, dict) else {"": params.vectors} if params.vectors else {}
     default_m = info.config.hnsw_config.m if info.config.hnsw_config is not None else None
+    default_quantization = info.config.quantization_config
     found = [
         VectorInfo(
             n,
@@ -90,6 +119,7 @@ def collection_info(name: str, info: models.CollectionInfo) -> CollectionInfo:
             datatype=_value(v.datatype, "float32"),
             hnsw_m=v.hnsw_config.m if v.hnsw_config is not None and v.hnsw_config.m is not None else default_m,
             on_disk=_on_disk(v),
+            quantization=_quantization(v.quantization_config or default_quantization),
         )
         for n, v in vectors.items()
     ]
