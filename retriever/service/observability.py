@@ -15,6 +15,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -71,7 +72,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.queue = Gauge("retriever_queue_depth", "Work waiting: queries for the model, writes", ["queue"], registry=r)
+        self.queue = Gauge(
+            "retriever_queue_depth", "Work waiting: queries for the model, writes", ["queue"], registry=r
+        )
         self.documents = Counter(
             "retriever_documents_ingested", "Uploaded documents by outcome", ["status"], registry=r
         )
@@ -85,6 +88,25 @@ class Metrics:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
+
+    def watch(self, retriever: Any, writes: Callable[[], int]) -> None:
+        """Hook into an ``AsyncRetriever``: model time and waits as they happen, queue depths when scraped."""
+        encoder = retriever.encoder
+
+        def on_query(texts: int, seconds: float) -> None:
+            self.encode.observe(seconds)
+            self.encoded.inc(texts)
+
+        encoder.on_query = on_query
+        encoder.scheduler.on_wait = lambda kind, seconds: self.model_wait.labels(kind).observe(seconds)
+        # queries: texts waiting for a model call; model: query calls waiting for the model or in it; writes:
+        # uploads and deletes waiting for the write lock or holding it.
+        self.queue.labels("queries").set_function(lambda: len(retriever.batcher.pending))
+        self.queue.labels("model").set_function(lambda: encoder.scheduler.queries)
+        self.queue.labels("writes").set_function(writes)
+
+    def store_error(self, exc: BaseException) -> None:
+        self.store_errors.labels(type(exc).__name__).inc()
 
 
 def _route(scope: Scope) -> str:
