@@ -1,0 +1,121 @@
+"""Delete and update by filter, and metadata without re-encoding: real model, both in-process engines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from qdrant_client import models
+
+from indexer.admin import delete_where, matching_documents, set_metadata, update_metadata_where
+from indexer.config import Settings
+from indexer.encoder import BGEM3Encoder
+from indexer.errors import DocumentBusy, InvalidInputError
+from indexer.leases import Leases, LeaseTimings, Owner
+from indexer.pipeline import ingest_bytes
+from indexer.records import KIND_DOCUMENT, chunks_filter, kind_filter, match
+from indexer.store import SerializedStore, Store
+from indexer.writer import Writer
+
+DOCS = {
+    "a1": {"project": "apollo", "year": 1969},
+    "a2": {"project": "apollo", "year": 1970},
+    "a3": {"project": "apollo", "year": 1972},
+    "g1": {"project": "gemini", "year": 1965},
+}
+QUICK = LeaseTimings(busy_wait_seconds=0.2)
+
+
+def project(name: str) -> models.Filter:
+    return models.Filter(must=[match("metadata.project", name)])
+
+
+def text_of(doc_id: str) -> bytes:
+    return (f"Mission log of {doc_id}. " + "The crew checked every system twice before the burn. " * 12).encode()
+
+
+@pytest.fixture
+def loaded(settings: Settings, encoder: BGEM3Encoder, store: Store) -> SerializedStore:
+    shared = SerializedStore(store)
+    for doc_id, meta in DOCS.items():
+        _, result = ingest_bytes(
+            text_of(doc_id), f"{doc_id}.txt", settings, encoder, shared, doc_id=doc_id, metadata=meta
+        )
+        assert result.status == "ok" and result.chunks >= 2
+    return shared
+
+
+def chunks(store: Store, doc_id: str) -> list[Any]:
+    return list(store.scroll(chunks_filter(doc_id)))
+
+
+def records(store: Store) -> set[str]:
+    return {p.payload["doc_id"] for p in store.scroll(kind_filter(KIND_DOCUMENT))}
+
+
+def test_delete_where_removes_every_match_and_reports_the_busy_one(loaded: SerializedStore) -> None:
+    store = loaded
+    sizes = {d: len(chunks(store, d)) for d in DOCS}
+    assert matching_documents(store, project("apollo")) == ["a1", "a2", "a3"]
+    other = Leases(store, Owner.new("another writer"), QUICK)
+    held = other.claim("a2", None)  # another writer is changing a2 now
+    report = delete_where(store, project("apollo"), timings=QUICK)
+    assert report.done == ("a1", "a3") and report.busy == ("a2",)
+    assert report.chunks == sizes["a1"] + sizes["a3"]
+    assert chunks(store, "a1") == [] == chunks(store, "a3")
+    assert records(store) == {"a2", "g1"}
+    assert len(chunks(store, "a2")) == sizes["a2"] and len(chunks(store, "g1")) == sizes["g1"]
+    other.release(held, Writer(store, fence=other.fence))
+    other.close()
+    again = delete_where(store, project("apollo"), timings=QUICK)  # the same call again finishes the job
+    assert again.done == ("a2",) and again.busy == () and again.chunks == sizes["a2"]
+    assert records(store) == {"g1"} and matching_documents(store, project("apollo")) == []
+    assert delete_where(store, project("apollo")).done == ()
+
+
+def test_delete_where_takes_any_payload_condition_and_refuses_an_empty_filter(loaded: SerializedStore) -> None:
+    store = loaded
+    older = models.Filter(must=[models.FieldCondition(key="metadata.year", range=models.Range(lt=1970))])
+    assert matching_documents(store, older) == ["a1", "g1"]
+    assert delete_where(store, older).done == ("a1", "g1")
+    assert records(store) == {"a2", "a3"}
+    for empty in (models.Filter(), models.Filter(must=[])):
+        with pytest.raises(InvalidInputError, match="without conditions would delete every document"):
+            delete_where(store, empty)
+    assert records(store) == {"a2", "a3"}
+
+
+def test_metadata_is_replaced_without_encoding(loaded: SerializedStore) -> None:
+    store = loaded
+    before = {p.id: p.payload for p in chunks(store, "g1")}
+    assert set_metadata(store, "g1", {"project": "mercury", "crew": ["Glenn"]}) == len(before)
+    after = {p.id: p.payload for p in chunks(store, "g1")}
+    assert after.keys() == before.keys()  # the same points: nothing was encoded or written again
+    for pid, payload in after.items():
+        assert payload["metadata"] == {"project": "mercury", "crew": ["Glenn"]}
+        assert {k: v for k, v in payload.items() if k != "metadata"} == {
+            k: v for k, v in before[pid].items() if k != "metadata"
+        }
+    assert (
+        matching_documents(store, project("mercury")) == ["g1"] and matching_documents(store, project("gemini")) == []
+    )
+    assert set_metadata(store, "nope", {"x": 1}) is None
+    with pytest.raises(InvalidInputError):
+        set_metadata(store, "g1", {"bad": float("nan")})
+
+
+def test_update_metadata_where_and_busy_documents(loaded: SerializedStore) -> None:
+    store = loaded
+    other = Leases(store, Owner.new("another writer"), QUICK)
+    held = other.claim("a3", None)
+    with pytest.raises(DocumentBusy):
+        set_metadata(store, "a3", {"project": "artemis"}, timings=QUICK)
+    report = update_metadata_where(store, project("apollo"), {"project": "artemis"}, timings=QUICK)
+    assert report.done == ("a1", "a2") and report.busy == ("a3",)
+    assert report.chunks == len(chunks(store, "a1")) + len(chunks(store, "a2"))
+    assert matching_documents(store, project("artemis")) == ["a1", "a2"]
+    assert matching_documents(store, project("apollo")) == ["a3"]  # left as it was
+    other.release(held, Writer(store, fence=other.fence))
+    other.close()
+    with pytest.raises(InvalidInputError, match="without conditions would update every document"):
+        update_metadata_where(store, models.Filter(), {"x": 1})
