@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,31 @@ def matching_documents(store: Store, flt: models.Filter) -> list[str]:
     pages, ...), in order."""
     found = {p.payload.get("doc_id") for p in store.scroll(models.Filter(must=[chunks_filter(), flt]))}
     return sorted(d for d in found if isinstance(d, str))
+
+
+def where_filter(pairs: Sequence[str] = (), qdrant_json: str | None = None) -> models.Filter | None:
+    """A payload filter from ``FIELD=VALUE`` pairs (all must hold; VALUE is JSON when it reads as a number
+    or boolean, else text) and/or a filter in Qdrant's JSON syntax; None when neither is given."""
+    must: list[models.Condition] = []
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--where {pair!r}: write FIELD=VALUE, e.g. metadata.project=apollo")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        if isinstance(value, float):
+            must.append(models.FieldCondition(key=key.strip(), range=models.Range(gte=value, lte=value)))
+        else:
+            must.append(match(key.strip(), value if isinstance(value, (bool, int)) else raw))
+    if qdrant_json is not None:
+        try:
+            must.append(models.Filter.model_validate_json(qdrant_json))
+        except ValueError as e:
+            first = str(e).splitlines()[1:2] or [str(e)]
+            raise InvalidInputError(f"--where-json is not a Qdrant filter: {first[0].strip()}") from None
+    return models.Filter(must=must) if must else None
 
 
 def _for_each_match(

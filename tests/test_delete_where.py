@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from qdrant_client import models
 
+from indexer import cli
 from indexer.admin import delete_where, matching_documents, set_metadata, update_metadata_where
 from indexer.config import Settings
 from indexer.encoder import BGEM3Encoder
@@ -16,6 +19,7 @@ from indexer.pipeline import ingest_bytes
 from indexer.records import KIND_DOCUMENT, chunks_filter, kind_filter, match
 from indexer.store import SerializedStore, Store
 from indexer.writer import Writer
+from tests.helpers import CHUNK_SIZE
 
 DOCS = {
     "a1": {"project": "apollo", "year": 1969},
@@ -119,3 +123,41 @@ def test_update_metadata_where_and_busy_documents(loaded: SerializedStore) -> No
     other.close()
     with pytest.raises(InvalidInputError, match="without conditions would update every document"):
         update_metadata_where(store, models.Filter(), {"x": 1})
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_metadata_then_delete_by_filter(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (corpus / name).write_bytes(text_of(name))
+    config = tmp_path / "test.toml"
+    config.write_text(
+        f'[model]\nname = "{tiny_model_dir}"\ndevice = "cpu"\n[chunking]\nchunk_size = {CHUNK_SIZE}\n'
+        f'chunk_overlap = 16\n[qdrant]\npath = "{tmp_path / "store"}"\n[collection]\nname = "cli_where"\n'
+    )
+    common = ["--config", str(config)]
+    assert cli.main(["ingest", str(corpus), "--no-progress", *common]) == 0
+    capsys.readouterr()
+    tag = ["metadata", "--doc-id", "a.txt", "--doc-id", "b.txt", "--set", '{"project": "apollo", "n": 2}', *common]
+    assert cli.main(tag) == 0
+    assert capsys.readouterr().out.splitlines() == ["updated: a.txt", "updated: b.txt"]
+    retag = ["metadata", "--where", "metadata.project=apollo", "--where", "metadata.n=2", "--set", '{"project": "x"}']
+    assert cli.main([*retag, *common]) == 0
+    assert capsys.readouterr().out.splitlines() == ["updated: a.txt", "updated: b.txt"]
+    assert cli.main(["delete", "--where", "metadata.project=apollo", *common]) == 4  # nothing matches any more
+    assert "nothing matched" in capsys.readouterr().err
+    qdrant = '{"must": [{"key": "metadata.project", "match": {"value": "x"}}]}'
+    assert cli.main(["delete", "--where-json", qdrant, *common]) == 0
+    assert capsys.readouterr().out.splitlines() == ["deleted: a.txt", "deleted: b.txt"]
+    assert cli.main(["status", "--json", *common]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["documents"] == 1  # c.txt
+    assert cli.main(["delete", "--where", "nonsense", *common]) == 3
+    assert "write FIELD=VALUE" in capsys.readouterr().err
+    assert cli.main(["delete", "--where-json", '{"must": 5}', *common]) == 3
+    assert "not a Qdrant filter" in capsys.readouterr().err
+    assert cli.main(["delete", "--where", "a=1", "--doc-id", "c.txt", *common]) == 2
