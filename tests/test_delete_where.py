@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from qdrant_client import models
 
@@ -19,7 +20,9 @@ from indexer.pipeline import ingest_bytes
 from indexer.records import KIND_DOCUMENT, chunks_filter, kind_filter, match
 from indexer.store import SerializedStore, Store
 from indexer.writer import Writer
-from tests.helpers import CHUNK_SIZE
+from retriever.service import create_app
+from tests.helpers import CHUNK_SIZE, make_settings
+from tests.service_helpers import LiveServer, open_retriever
 
 DOCS = {
     "a1": {"project": "apollo", "year": 1969},
@@ -161,3 +164,56 @@ def test_cli_metadata_then_delete_by_filter(
     assert cli.main(["delete", "--where-json", '{"must": 5}', *common]) == 3
     assert "not a Qdrant filter" in capsys.readouterr().err
     assert cli.main(["delete", "--where", "a=1", "--doc-id", "c.txt", *common]) == 2
+
+
+# ------------------------------------------------------------------------------------------- service
+
+
+def test_service_delete_and_metadata_by_filter(tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path: Path) -> None:
+    s = make_settings(tiny_model_dir, tmp_path / "store", ingest={"busy_wait_seconds": 0.3})
+    app = create_app(open_retriever(s, encoder))
+    with LiveServer(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        for doc_id, meta in DOCS.items():
+            files = {"file": (f"{doc_id}.txt", text_of(doc_id))}
+            r = c.post("/documents", files=files, data={"doc_id": doc_id, "metadata": json.dumps(meta)})
+            assert r.status_code == 201
+        sizes = {d: c.post("/search", json={"query": "x", "filter": {"doc_id": d}, "limit": 100}).json() for d in DOCS}
+        sizes_n = {d: len(v["hits"]) for d, v in sizes.items()}
+
+        r = c.post("/documents/metadata", json={"doc_id": "g1", "metadata": {"project": "mercury"}})
+        assert r.status_code == 200 and r.json() == {"documents": ["g1"], "chunks": sizes_n["g1"]}
+        hits = c.post("/search", json={"query": "crew", "filter": {"metadata.project": "mercury"}}).json()["hits"]
+        assert hits and {h["doc_id"] for h in hits} == {"g1"} and hits[0]["metadata"] == {"project": "mercury"}
+        r = c.post("/documents/metadata", json={"filter": ["metadata.year<=1970"], "metadata": {"era": "early"}})
+        assert r.status_code == 200 and r.json()["documents"] == ["a1", "a2"]  # g1's metadata has no year now
+
+        bad = [
+            ({"doc_id": "nope", "metadata": {}}, 404, "no document 'nope'"),
+            ({"doc_id": "g1", "filter": {"doc_id": "g1"}, "metadata": {}}, 422, "one of them"),
+            ({"metadata": {}}, 422, "one of them"),
+            ({"filter": {}, "metadata": {}}, 422, "without conditions"),
+            ({"filter": {"page": {"gte": "x"}}, "metadata": {}}, 422, "page"),
+            ({"doc_id": "g1", "metadata": {"": 1}}, 422, "metadata"),
+        ]
+        for body, status, message in bad:
+            r = c.post("/documents/metadata", json=body)
+            assert r.status_code == status and message in r.json()["detail"], (body, r.text)
+        assert c.post("/documents/delete", json={"filter": {}}).status_code == 422
+        assert c.post("/documents/delete", json={"filter": None}).status_code == 422
+        assert c.post("/documents/delete", content=b"filter", headers={"content-type": "text/plain"}).status_code == 415
+
+        store = app.state.service.retriever.store
+        other = Leases(store, Owner.new("another writer"), QUICK)
+        held = other.claim("a2", None)  # another writer is changing a2 now
+        r = c.post("/documents/delete", json={"filter": {"metadata.era": "early"}})
+        assert r.status_code == 409 and "deleted 1 documents; 1 others" in r.json()["detail"]
+        assert "'a2'" in r.json()["detail"]
+        r = c.post("/documents/metadata", json={"doc_id": "a2", "metadata": {}})
+        assert r.status_code == 409
+        other.release(held, Writer(store, fence=other.fence))
+        other.close()
+        r = c.post("/documents/delete", json={"filter": {"metadata.era": "early"}})
+        assert r.status_code == 200 and r.json() == {"documents": ["a2"], "chunks": sizes_n["a2"]}
+        left = c.post("/search", json={"query": "crew", "limit": 100}).json()["hits"]
+        assert {h["doc_id"] for h in left} == {"a3", "g1"}
+        assert c.get("/collections/test_docs").json()["documents"] == 2

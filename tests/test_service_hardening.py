@@ -355,6 +355,8 @@ def test_the_openapi_schema_lists_every_answer_with_a_string_detail(client: http
         ("delete", "/documents/{doc_id}"): {"200", "404", "409", "413", "500", "503"},
         ("get", "/collections/{name}"): {"200", "404", "413", "500", "503"},
         ("get", "/metrics"): {"200", "413", "500"},
+        ("post", "/documents/delete"): {"200", "400", "409", "413", "415", "422", "500", "503"},
+        ("post", "/documents/metadata"): {"200", "400", "404", "409", "413", "415", "422", "500", "503"},
     }
     found = {(m, p): set(op["responses"]) for p, ops in spec["paths"].items() for m, op in ops.items()}
     assert found == expected

@@ -33,6 +33,7 @@ from indexer.runtime import open_runtime
 from retriever.aio import AsyncRetriever
 from retriever.api import Retriever
 from retriever.service import routes
+from retriever.service.bulk import bulk
 from retriever.service.guard import API_KEY_HEADER, INTERNAL_ERROR, ServiceGuard, error_response
 from retriever.service.observability import Metrics, RequestContext, configure_logging
 from retriever.service.state import ApiError, ServiceState
@@ -209,7 +210,7 @@ def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
     if key:
         scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="the service's API key")
         keyed = {"dependencies": [Security(scheme)], "responses": routes.errors(401)}
-    for router in (routes.search, routes.documents, routes.collections):
+    for router in (routes.search, bulk, routes.documents, routes.collections):
         app.include_router(router, **keyed)
     app.include_router(routes.observability, **({} if settings.service.open_metrics else keyed))
     if mcp is not None:
