@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,7 @@ def test_tools_are_listed_with_their_arguments(url: str) -> None:
 def test_search_and_context_answer_as_the_http_routes(url: str) -> None:
     query = "how do I install the software"
     args = {"query": query, "limit": 3, "mode": "hybrid"}
+    calls_before = tool_calls(url)
     _, (searched, grouped, ctx, filtered) = session(
         url,
         KEY,
@@ -98,6 +100,16 @@ def test_search_and_context_answer_as_the_http_routes(url: str) -> None:
     assert got_ctx == http_ctx
     assert got_ctx["citations"] and "[1]" in got_ctx["text"] and got_ctx["tokens"] <= 120
     assert payload(filtered)["hits"] == []  # the filter reached the engine
+    assert tool_calls(url) - calls_before == 4  # counted under /mcp with the mode, as the routes are
+
+
+def tool_calls(url: str) -> float:
+    """MCP requests answered 200 that ran a search in mode hybrid, from /metrics."""
+    with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": KEY}) as c:
+        metrics = c.get("/metrics").text
+    labels = 'method="POST",mode="hybrid",route="/mcp",status="200"'
+    found = re.findall(r"retriever_requests_total\{" + re.escape(labels) + r"\} (\S+)", metrics)
+    return float(found[0]) if found else 0.0
 
 
 def test_bad_arguments_are_tool_errors_with_the_routes_messages(url: str) -> None:

@@ -50,6 +50,19 @@ def _arguments_error(e: ValidationError) -> str:
     )
 
 
+class _Routed:
+    """An ASGI app that names its route in the scope (FastAPI does so only for its own routes): the metrics
+    count MCP requests under ``/mcp``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.route: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope["route"] = self.route
+        await self.app(scope, receive, send)
+
+
 class McpEndpoint:
     """The MCP server over one app's ``ServiceState``: ``mount(app)`` adds ``/mcp``, ``running()`` serves it."""
 
@@ -78,8 +91,14 @@ class McpEndpoint:
 
     def mount(self, app: FastAPI) -> None:
         """Add ``/mcp`` to ``app``'s routes, inside its middleware (API key, limits, request ids, metrics)."""
+        from starlette.routing import Route
+
         self.app = app
-        app.router.routes.extend(self.http.routes)
+        for route in self.http.routes:
+            if isinstance(route, Route) and route.path == MCP_PATH:
+                routed = _Routed(route.endpoint)
+                routed.route = Route(MCP_PATH, endpoint=routed)
+                app.router.routes.append(routed.route)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
