@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import httpx
 import pytest
 
 from indexer.encoder import BGEM3Encoder
-from tests.helpers import SAMPLES, make_settings
+from tests.helpers import REPO, SAMPLES, make_settings
 from tests.service_helpers import serve
 
 KEY = "mcp-s3cret"
@@ -148,3 +150,12 @@ def test_the_api_key_guards_the_endpoint(url: str) -> None:
         r = c.post("/mcp", json=body, headers={"Accept": "application/json, text/event-stream"})
         assert r.status_code == 401 and "X-API-Key" in r.json()["detail"]
         assert r.headers["X-Request-ID"]
+
+
+def test_the_endpoint_leaves_the_applications_logging_alone() -> None:
+    code = (
+        "import logging; from indexer.config import Settings; from retriever.service.mcp_tools import McpEndpoint; "
+        "McpEndpoint(Settings()); print(logging.getLogger().handlers)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"  # the SDK's basicConfig added no handler to the root logger

@@ -70,15 +70,25 @@ class McpEndpoint:
         from mcp.server.mcpserver import MCPServer
 
         self.app: FastAPI | None = None
-        self.server: MCPServer = MCPServer(
-            name="m3-qdrant-rag",
-            instructions=(
-                "Hybrid search (BGE-M3 dense, sparse and ColBERT vectors) over one document collection. "
-                "`search` returns ranked chunks with their source and pages; `context` returns a prompt-ready "
-                "text of merged passages with numbered citations within a token budget."
-            ),
-            version="0.1.0",
-        )
+        # MCPServer calls logging.basicConfig (a rich handler on the root logger) unless the root has a
+        # handler: the service's logging (``configure_logging``) or the embedding application's stays as it is.
+        root = logging.getLogger()
+        placeholder = None if root.handlers else logging.NullHandler()
+        if placeholder is not None:
+            root.addHandler(placeholder)
+        try:
+            self.server: MCPServer = MCPServer(
+                name="m3-qdrant-rag",
+                instructions=(
+                    "Hybrid search (BGE-M3 dense, sparse and ColBERT vectors) over one document collection. "
+                    "`search` returns ranked chunks with their source and pages; `context` returns a prompt-ready "
+                    "text of merged passages with numbered citations within a token budget."
+                ),
+                version="0.1.0",
+            )
+        finally:
+            if placeholder is not None:
+                root.removeHandler(placeholder)
         self._add_tools()
         self.http = self.server.streamable_http_app(
             streamable_http_path=MCP_PATH,
