@@ -240,8 +240,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 def serve(settings: Settings, log_level: str = "info") -> None:
     """Open the model and the store, then serve until interrupted (one process: it owns the store)."""
-    import uvicorn
+    from indexer.extras import needs
 
+    with needs("service", "retriever serve"):  # before the model loads: every module the service uses
+        import prometheus_client  # noqa: F401
+        import uvicorn
+
+        if settings.service.mcp:
+            import mcp  # noqa: F401
     configure_logging(settings.service.log_format, log_level)
     started = time.perf_counter()
     retriever = open_for_service(settings)
