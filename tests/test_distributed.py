@@ -170,3 +170,79 @@ def test_cli_partition_and_bad_values(tiny_model_dir: Path, corpus: Path, tmp_pa
     common = ["ingest", str(corpus), "--model", str(tiny_model_dir), "--qdrant-path", str(tmp_path / "s")]
     assert indexer_cli.main([*common, "--partition", "3/2", "--no-progress"]) == 3
     assert "0 <= I < N" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- --ray
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A local Ray of 2 CPUs; its workers get the crash point armed by the file this returns (absent: off)."""
+    import ray
+
+    arm = tmp_path_factory.mktemp("ray") / "crash-armed"
+    env = {"INDEXER_CRASH_AT": "write:3", "INDEXER_CRASH_ONCE": str(arm), "PYTHONPATH": str(Path.cwd())}
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env}, logging_level="WARNING")
+    try:
+        yield arm
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow  # a local Ray and a model per actor: about a minute each on 2 cores
+def test_ray_run_on_a_server_equals_a_single_process_run(
+    local_ray: Path, tiny_model_dir: Path, encoder: BGEM3Encoder, corpus: Path, server: QdrantStandIn, single: dict
+) -> None:
+    from indexer.distributed.ray_run import ingest_on_ray
+
+    s = server_settings(tiny_model_dir, server, "ray_server")
+    store = open_store(s.qdrant, s.collection.name)
+    try:
+        report = ingest_on_ray([corpus], s, encoder, store, progress=False, docs_per_batch=3)
+        assert outcome(report) == outcome(single["report"])
+        assert "7 documents ingested" in report.summary() and "1 skipped" in report.summary()
+        assert_same(snapshot(store), single["points"])
+        # the actors wrote: the driver sent no chunk point
+        again = ingest_on_ray([corpus], s, encoder, store, progress=False)
+        assert again.unchanged == 7 and again.documents == 0
+    finally:
+        store.close()
+
+
+@pytest.mark.slow  # a local Ray and a model per actor: about a minute each on 2 cores
+def test_ray_run_on_an_embedded_store_has_the_driver_write(
+    local_ray: Path, tiny_model_dir: Path, encoder: BGEM3Encoder, corpus: Path, tmp_path: Path, single: dict
+) -> None:
+    from indexer.distributed.ray_run import ingest_on_ray
+
+    s = make_settings(tiny_model_dir, tmp_path / "edge")
+    store = open_store(s.qdrant, s.collection.name)
+    try:
+        report = ingest_on_ray([corpus], s, encoder, store, progress=False, docs_per_batch=3)
+        assert outcome(report) == outcome(single["report"])
+        assert_same(snapshot(store), single["points"])
+    finally:
+        store.close()
+
+
+@pytest.mark.slow  # a local Ray and a model per actor: about a minute each on 2 cores
+def test_a_ray_worker_killed_mid_run_is_retried_and_a_rerun_changes_nothing(
+    local_ray: Path, tiny_model_dir: Path, encoder: BGEM3Encoder, corpus: Path, server: QdrantStandIn, single: dict
+) -> None:
+    from indexer.distributed.ray_run import ingest_on_ray
+
+    s = server_settings(tiny_model_dir, server, "ray_killed")
+    store = open_store(s.qdrant, s.collection.name)
+    local_ray.touch()  # the first actor to reach its 3rd write is killed (SIGKILL); Ray restarts it
+    try:
+        report = ingest_on_ray([corpus], s, encoder, store, progress=False, docs_per_batch=3)
+        assert not local_ray.exists(), "no worker was killed"
+        assert outcome(report) == outcome(single["report"])
+        assert store.count(kind_filter(KIND_LEASE)) == 0  # the retry took over its dead attempt's leases
+        assert_same(snapshot(store), single["points"])
+        again = ingest_on_ray([corpus], s, encoder, store, progress=False)
+        assert again.unchanged == 7 and again.repaired == 0
+        assert_same(snapshot(store), single["points"])
+    finally:
+        local_ray.unlink(missing_ok=True)
+        store.close()

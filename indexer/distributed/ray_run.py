@@ -220,7 +220,7 @@ class _Job:
                 "write": self.remote_writes,
             },
             fn_kwargs={"wait": wait},
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=1 if gpus else 0,
             num_cpus=1,
         )

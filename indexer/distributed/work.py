@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from indexer import versions
 from indexer.changes import NO_FILE, Item, item_doc_id, load_if_changed
@@ -107,8 +108,10 @@ def plan(
         record = known.get(item_doc_id(item))
         if item.file is not None:
             result.doc_id = item.file.rel_path
-            if not is_supported(item.file.rel_path):
-                continue  # the worker's load_if_changed would say the same; cheaper here
+            if not is_supported(item.file.rel_path):  # as load_if_changed says it, without a remote task
+                result.status = "skipped"
+                result.error = f"unsupported file type {Path(item.file.rel_path).suffix or '(none)'!r}"
+                continue
             try:
                 st = check_source(item.file, settings.ingest.max_file_bytes)
             except LoaderError as e:
