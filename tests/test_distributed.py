@@ -191,7 +191,14 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.mark.slow  # a local Ray and a model per actor: about a minute each on 2 cores
 def test_ray_run_on_a_server_equals_a_single_process_run(
-    local_ray: Path, tiny_model_dir: Path, encoder: BGEM3Encoder, corpus: Path, server: QdrantStandIn, single: dict
+    local_ray: Path,
+    tiny_model_dir: Path,
+    encoder: BGEM3Encoder,
+    corpus: Path,
+    server: QdrantStandIn,
+    single: dict,
+    tmp_path: Path,
+    capsys: Any,
 ) -> None:
     from indexer.distributed.ray_run import ingest_on_ray
 
@@ -202,11 +209,17 @@ def test_ray_run_on_a_server_equals_a_single_process_run(
         assert outcome(report) == outcome(single["report"])
         assert "7 documents ingested" in report.summary() and "1 skipped" in report.summary()
         assert_same(snapshot(store), single["points"])
-        # the actors wrote: the driver sent no chunk point
-        again = ingest_on_ray([corpus], s, encoder, store, progress=False)
-        assert again.unchanged == 7 and again.documents == 0
     finally:
         store.close()
+    # The command line, again: nothing changed, so no file is read and no Ray job starts; the usual summary.
+    config = tmp_path / "ray.toml"
+    config.write_text(
+        f'[model]\nname = "{tiny_model_dir}"\ndevice = "cpu"\n[chunking]\nchunk_size = 128\nchunk_overlap = 16\n'
+        f'[qdrant]\nurl = "{s.qdrant.url}"\ngrpc_port = {server.grpc_port}\nprefer_grpc = false\n'
+        '[collection]\nname = "ray_server"\ncolbert_datatype = "float32"\n'
+    )
+    assert indexer_cli.main(["ingest", str(corpus), "--config", str(config), "--ray", "--no-progress"]) == 0
+    assert "0 documents ingested (0 chunks, 0 tokens), 7 unchanged, 1 skipped" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # a local Ray and a model per actor: about a minute each on 2 cores

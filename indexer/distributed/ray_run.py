@@ -199,8 +199,13 @@ class _Job:
             ray.init(address=self.address, logging_level=logging.WARNING)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = self.progress
-        gpus = int(ray.cluster_resources().get("GPU", 0))
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
         actors = self.actors or gpus or max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+        parsers = max(1, cpus - (0 if gpus else actors))  # the CPUs beside the encoding actors
+        # A task pool of another size than the actor pool: Ray Data then parses in CPU tasks of their own
+        # instead of fusing parsing into the encoding actors (where it would keep a GPU waiting).
+        parsers += parsers == actors
         rows = [{"blob": pickle.dumps(t)} for t in tasks]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / self.docs_per_batch)))
         ds = ds.map_batches(
@@ -209,6 +214,7 @@ class _Job:
             batch_format="numpy",
             fn_kwargs={"settings": self.settings},
             num_cpus=1,
+            compute=ray.data.TaskPoolStrategy(size=parsers),
         )
         ds = ds.map_batches(
             _EncodeActor,
