@@ -259,3 +259,65 @@ def test_a_ray_worker_killed_mid_run_is_retried_and_a_rerun_changes_nothing(
     finally:
         local_ray.unlink(missing_ok=True)
         store.close()
+
+
+def test_the_distributed_steps_decide_refresh_and_defer_as_a_single_run(
+    tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path: Path
+) -> None:
+    """plan, parse and commit in this process (what the driver and the workers do, without Ray): a file
+    unchanged by size and time is not even a task, a touched one gets its record's new time, a changed one
+    a new version, and a document another live writer holds is busy until it lets go."""
+    import os
+
+    from indexer.changes import find_items
+    from indexer.chunking import Chunker
+    from indexer.distributed.work import commit, parse, plan
+    from indexer.leases import Leases, LeaseTimings, Owner
+    from indexer.runtime import collection_spec
+    from indexer.store import SerializedStore
+    from indexer.versions import document_records
+    from indexer.writer import Writer
+
+    corpus = make_corpus(tmp_path / "corpus", docs=3)
+    s = make_settings(tiny_model_dir, ":memory:", "local")
+    store = SerializedStore(open_store(s.qdrant, s.collection.name))
+    ingest([corpus], s, encoder, store, progress=False)
+    (corpus / "doc1.txt").write_text("Document 1, rewritten: the carrier pays the penalty.\n", encoding="utf-8")
+    os.utime(corpus / "doc2.txt", ns=(1, 1_000_000_000))  # touched: same bytes, another time
+    (corpus / "new.txt").write_text("A new document about invoices.\n", encoding="utf-8")
+
+    other = Leases(store, Owner.new("another writer"), LeaseTimings())
+    held = other.claim("new.txt", "some version")
+    report = IngestReport(collection=s.collection.name)
+    items, _ = find_items([corpus], s, report)
+    known = {r.doc_id: r for r in document_records(store)}
+    tasks = plan(items, report.files, known, s)
+    assert sorted(t.item.source for t in tasks) == ["doc1.txt", "doc2.txt", "new.txt"]  # doc0 and guide.md: not read
+    chunker = Chunker(encoder.tokenizer, s.chunking.chunk_size, s.chunking.chunk_overlap, headings=True)
+    parsed = [parse(t, s, chunker) for t in tasks]
+    with Leases(store, Owner.new("distributed"), LeaseTimings()) as leases:
+        writer = Writer(store, fence=leases.fence)
+        results = commit(parsed, leases, writer, collection_spec(s, encoder), encode_with(encoder), 8)
+        assert {r.source: r.status for r in results} == {"doc1.txt": "ok", "doc2.txt": "unchanged", "new.txt": "busy"}
+        other.release(held, Writer(store))
+        [late] = [p for p in parsed if p.item.source == "new.txt"]
+        late.result.status = "ok"
+        assert [
+            r.status for r in commit([late], leases, writer, collection_spec(s, encoder), encode_with(encoder), 8)
+        ] == ["ok"]
+        writer.close()
+    other.close()
+    assert known["doc2.txt"].file_mtime_ns != 1_000_000_000
+    assert {r.doc_id: r.file_mtime_ns for r in document_records(store)}["doc2.txt"] == 1_000_000_000
+
+    reference = open_store(s.qdrant, "reference")
+    try:
+        ingest([corpus], s.replace(collection={"name": "reference"}), encoder, reference, progress=False)
+        assert_same(snapshot(store), snapshot(reference))
+    finally:
+        reference.close()
+        store.close()
+
+
+def encode_with(encoder: BGEM3Encoder) -> Any:
+    return lambda chunks: encoder.encode_passages([c.text for c in chunks])
