@@ -93,6 +93,8 @@ def ingest_on_ray(
         report.repaired = versions.recover(store, leases, writer)
         known = {r.doc_id: r for r in versions.document_records(store)}
         tasks = plan(items, report.files, known, settings)
+        if fail_fast and report.failed:  # decided by the driver already (unreadable, too large)
+            report.stopped, tasks = f"--fail-fast: {report.failed[0].source}: {report.failed[0].error}", []
         job = _Job(ray, settings, owner, store, leases, writer, report, progress, actors, docs_per_batch, spec)
         job.address = address
         wait = 0.0
@@ -110,6 +112,9 @@ def ingest_on_ray(
             for root, present in found.items():
                 report.pruned.extend(prune_root(writer, leases, mine, root, present))
         writer.close()
+    except IngestStopped:
+        report.seconds = time.perf_counter() - started
+        raise
     except StoreError as e:
         report.seconds = time.perf_counter() - started
         raise IngestStopped(
