@@ -39,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--write-consistency-factor", type=int, help="server: replicas that must apply each write (new collection)"
     )
     p.add_argument("--prune", action="store_true", help="remove documents no longer under the given folders")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run on a Ray cluster (ADDRESS, or $RAY_ADDRESS, or a local Ray); needs the 'ray' extra",
+    )
+    p.add_argument("--ray-actors", type=int, help="--ray: encoding actors (default: one per GPU, else one per node)")
+    p.add_argument("--partition", metavar="I/N", help="take share I of N (0 <= I < N) of the documents, by doc id")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first file that fails")
     p.add_argument("--report", type=Path, help="write the run report (per file status, chunks, tokens, seconds, error)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -65,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from indexer.distributed import parse_partition
     from indexer.pipeline import IngestStopped, ingest
     from indexer.runtime import open_runtime
 
@@ -81,18 +91,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             },
         },
     )
+    options = {
+        "recreate": args.recreate,
+        "progress": not args.no_progress,
+        "prune": args.prune,
+        "fail_fast": args.fail_fast,
+        "partition": parse_partition(args.partition) if args.partition else None,
+    }
     with open_runtime(settings, "write") as rt:
         try:
-            report = ingest(
-                args.paths,
-                settings,
-                rt.encoder,
-                rt.store,
-                recreate=args.recreate,
-                progress=not args.no_progress,
-                prune=args.prune,
-                fail_fast=args.fail_fast,
-            )
+            if args.ray is None:
+                report = ingest(args.paths, settings, rt.encoder, rt.store, **options)
+            else:
+                from indexer.distributed.ray_run import ingest_on_ray
+
+                address = args.ray or None
+                report = ingest_on_ray(
+                    args.paths, settings, rt.encoder, rt.store, address=address, actors=args.ray_actors, **options
+                )
         except IngestStopped as e:
             _print_report(e.report, args)
             return fail(str(e))

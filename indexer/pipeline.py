@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 from indexer import versions
 from indexer.admin import prune, update_metadata
-from indexer.changes import Item, find_items, load_if_changed
+from indexer.changes import Item, find_items, item_doc_id, load_if_changed
 from indexer.chunking import Chunker
 from indexer.config import Settings
+from indexer.distributed.partition import Partition
 from indexer.encoder import BATCHES_PER_CALL, Encoder
 from indexer.errors import DocumentBusy, EncodingError, IndexerError, LeaseLost, LoaderError, StoreError
 from indexer.faults import crash_point
@@ -94,6 +95,7 @@ class _Run:
         self.progress = progress
         self.chunks_bar = tqdm(unit="chunk", desc="chunks", disable=not progress)
         self.tokens = 0
+        self.share: Partition | None = None  # --partition: only this share of the documents (prune too)
 
     # --------------------------------------------------------------------------------------- set-up
 
@@ -298,20 +300,25 @@ def ingest(
     fail_fast: bool = False,
     metadata: dict[str, Any] | None = None,
     owner: Owner | None = None,
+    partition: Partition | None = None,
 ) -> IngestReport:
     """Index files and folders into the configured collection; returns what happened to each file.
 
     ``prune`` removes documents recorded under an ingested folder that are no longer there;
     ``fail_fast`` stops at the first file that fails (what was complete stays written); ``metadata`` is
     stored with every chunk under ``metadata.*``; ``owner`` names the run in its leases (jobs that are
-    parts of one run, e.g. partitions or Ray tasks, pass ``Owner.new(label, run_id=<the run's id>)``).
+    parts of one run, e.g. partitions or Ray tasks, pass ``Owner.new(label, run_id=<the run's id>)``);
+    ``partition`` takes only its share of the documents (and prunes only that share).
     Raises ``IngestStopped`` (with the report) when the store fails for good mid-run.
     """
     metadata = check_metadata(metadata) if metadata else None  # refused once, not once per file
     report = IngestReport(collection=store.collection)
     items, found = find_items(paths, settings, report)
+    if partition is not None:
+        items = [item for item in items if partition.holds(item_doc_id(item))]
     owner = owner or Owner.new("ingest " + " ".join(str(p) for p in paths))
     run = _Run(settings, encoder, store, report, progress, owner, metadata)
+    run.share = partition
     return _execute(run, items, found if prune else {}, recreate, fail_fast)
 
 
@@ -392,7 +399,8 @@ def _execute(
         if report.stopped is None:
             run.retry_deferred()
             for root, present in prune_roots.items():
-                report.pruned.extend(prune(run.writer, run.leases, run.known.values(), root, present))
+                known = [r for r in run.known.values() if run.share is None or run.share.holds(r.doc_id)]
+                report.pruned.extend(prune(run.writer, run.leases, known, root, present))
         run.close()
     except StoreError as e:
         report.seconds = time.perf_counter() - started
