@@ -287,6 +287,7 @@ def test_concurrent_requests_are_answered_as_sequential_ones(url: str, client: h
     assert client.delete("/documents/during.txt").json()["deleted"] == 1
 
 
+@pytest.mark.slow
 def test_cli_serve_owns_the_embedded_store(tiny_model_dir: Path, tmp_path: Path) -> None:
     """``retriever serve`` as a real process; a CLI started meanwhile on the same store says who holds it."""
     cfg = tmp_path / "svc.toml"
