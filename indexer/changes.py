@@ -46,6 +46,13 @@ class Load:
     data: bytes | None = None
 
 
+def item_doc_id(item: Item) -> str:
+    """The doc id an item is stored under (a file's path relative to its root)."""
+    if item.document is not None:
+        return item.document.doc_id
+    return item.file.rel_path if item.file is not None else item.source
+
+
 def find_items(
     paths: Sequence[Path | str], settings: Settings, report: IngestReport
 ) -> tuple[list[Item], dict[str, set[str]]]:

@@ -1,4 +1,4 @@
-"""``indexer ingest|delete|status``: thin wrappers over the pipeline and the admin operations."""
+"""``indexer ingest|delete|metadata|status``: thin wrappers over the pipeline and the admin operations."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from indexer.cliutil import (
     EXIT_NOTHING,
@@ -38,15 +39,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--write-consistency-factor", type=int, help="server: replicas that must apply each write (new collection)"
     )
     p.add_argument("--prune", action="store_true", help="remove documents no longer under the given folders")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run on a Ray cluster (ADDRESS, or $RAY_ADDRESS, or a local Ray); needs the 'ray' extra",
+    )
+    p.add_argument("--ray-actors", type=int, help="--ray: encoding actors (default: one per GPU, else one per node)")
+    p.add_argument("--partition", metavar="I/N", help="take share I of N (0 <= I < N) of the documents, by doc id")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first file that fails")
     p.add_argument("--report", type=Path, help="write the run report (per file status, chunks, tokens, seconds, error)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
 
-    rm = sub.add_parser("delete", help="remove documents by doc id or source path")
+    rm = sub.add_parser("delete", help="remove documents by doc id, source path or payload filter")
     rm.add_argument("--doc-id", action="append", default=[], help="doc id (path relative to its ingest root)")
     rm.add_argument("--source", action="append", default=[], help="source path as ingested")
+    add_where_args(rm)
     add_common_args(rm)
+
+    md = sub.add_parser("metadata", help="replace documents' user metadata without encoding them again")
+    md.add_argument("--doc-id", action="append", default=[], help="doc id (repeatable)")
+    add_where_args(md)
+    md.add_argument(
+        "--set", required=True, dest="metadata", help='the new metadata, a JSON object: \'{"project": "x"}\''
+    )
+    add_common_args(md)
 
     st = sub.add_parser("status", help="list collections with document, chunk and point counts and their model")
     add_common_args(st)
@@ -55,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from indexer.distributed import parse_partition
     from indexer.pipeline import IngestStopped, ingest
     from indexer.runtime import open_runtime
 
@@ -71,18 +91,24 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             },
         },
     )
+    options = {
+        "recreate": args.recreate,
+        "progress": not args.no_progress,
+        "prune": args.prune,
+        "fail_fast": args.fail_fast,
+        "partition": parse_partition(args.partition) if args.partition else None,
+    }
     with open_runtime(settings, "write") as rt:
         try:
-            report = ingest(
-                args.paths,
-                settings,
-                rt.encoder,
-                rt.store,
-                recreate=args.recreate,
-                progress=not args.no_progress,
-                prune=args.prune,
-                fail_fast=args.fail_fast,
-            )
+            if args.ray is None:
+                report = ingest(args.paths, settings, rt.encoder, rt.store, **options)
+            else:
+                from indexer.distributed.ray_run import ingest_on_ray
+
+                address = args.ray or None
+                report = ingest_on_ray(
+                    args.paths, settings, rt.encoder, rt.store, address=address, actors=args.ray_actors, **options
+                )
         except IngestStopped as e:
             _print_report(e.report, args)
             return fail(str(e))
@@ -114,26 +140,93 @@ def _print_report(report, args: argparse.Namespace) -> None:  # noqa: ANN001 - I
     print(f"done: {report.summary()}", file=sys.stderr)
 
 
-def cmd_delete(args: argparse.Namespace) -> int:
-    from indexer.admin import delete_documents
-    from indexer.leases import LeaseTimings
-    from indexer.store import open_store
+def add_where_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="documents with a chunk whose payload FIELD equals VALUE, e.g. metadata.project=apollo (repeatable: "
+        "all must hold; VALUE is read as JSON when it is a number or boolean, else as text)",
+    )
+    p.add_argument("--where-json", metavar="FILTER", help="a filter in Qdrant's JSON syntax: '{\"must\": [...]}'")
 
-    if not args.doc_id and not args.source:
-        return fail("name documents with --doc-id or --source", 2)
-    settings = settings_from_args(args)
-    store = open_store(settings.qdrant, settings.collection.name)
-    try:
-        store.open_collection()
-        removed = delete_documents(store, args.doc_id, args.source, timings=LeaseTimings.from_settings(settings.ingest))
-    finally:
-        store.close()
-    for doc_id in removed:
-        print(f"deleted: {doc_id}")
-    if not removed:
+
+def where_filter(args: argparse.Namespace) -> Any:
+    """The payload filter of ``--where`` and ``--where-json`` (None when neither is given)."""
+    from indexer.admin import where_filter as build
+
+    return build(args.where, args.where_json)
+
+
+def _outcome(done: Sequence[str], busy: Sequence[str], verb: str) -> int:
+    for doc_id in done:
+        print(f"{verb}: {doc_id}")
+    for doc_id in busy:
+        print(f"busy: {doc_id}: another writer is changing it; run the same command again", file=sys.stderr)
+    if busy:
+        return EXIT_PARTIAL
+    if not done:
         print("nothing matched", file=sys.stderr)
         return EXIT_NOTHING
     return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from indexer.admin import delete_documents, delete_where
+    from indexer.leases import LeaseTimings
+    from indexer.store import open_store
+
+    flt = where_filter(args)
+    if not args.doc_id and not args.source and flt is None:
+        return fail("name documents with --doc-id, --source, --where or --where-json", 2)
+    if flt is not None and (args.doc_id or args.source):
+        return fail("--where and --where-json take no --doc-id or --source: run them separately", 2)
+    settings = settings_from_args(args)
+    timings = LeaseTimings.from_settings(settings.ingest)
+    store = open_store(settings.qdrant, settings.collection.name)
+    try:
+        store.open_collection()
+        if flt is not None:
+            report = delete_where(store, flt, timings=timings)
+            return _outcome(report.done, report.busy, "deleted")
+        removed = delete_documents(store, args.doc_id, args.source, timings=timings)
+    finally:
+        store.close()
+    return _outcome(removed, (), "deleted")
+
+
+def cmd_metadata(args: argparse.Namespace) -> int:
+    from indexer.admin import set_metadata, update_metadata_where
+    from indexer.errors import DocumentBusy, InvalidInputError
+    from indexer.leases import LeaseTimings
+    from indexer.store import open_store
+
+    flt = where_filter(args)
+    if bool(args.doc_id) == (flt is not None):
+        return fail("name documents with --doc-id, or with --where / --where-json (not both)", 2)
+    try:
+        metadata = json.loads(args.metadata)
+    except ValueError as e:
+        raise InvalidInputError(f"--set is not valid JSON: {e}") from e
+    settings = settings_from_args(args)
+    timings = LeaseTimings.from_settings(settings.ingest)
+    store = open_store(settings.qdrant, settings.collection.name)
+    try:
+        store.open_collection()
+        if flt is not None:
+            report = update_metadata_where(store, flt, metadata, timings=timings)
+            return _outcome(report.done, report.busy, "updated")
+        done, busy = [], []
+        for doc_id in args.doc_id:
+            try:
+                if set_metadata(store, doc_id, metadata, timings=timings) is not None:
+                    done.append(doc_id)
+            except DocumentBusy:
+                busy.append(doc_id)
+    finally:
+        store.close()
+    return _outcome(done, busy, "updated")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -172,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ingest(args)
         if args.command == "delete":
             return cmd_delete(args)
+        if args.command == "metadata":
+            return cmd_metadata(args)
         return cmd_status(args)
     except IndexerError as e:
         return fail(str(e))

@@ -1,5 +1,7 @@
 """Crash points for the crash-safety tests: ``INDEXER_CRASH_AT=write:3`` kills the process (SIGKILL)
-the 3rd time the pipeline reaches the point named ``write``. Unset, it costs one dict lookup."""
+the 3rd time the pipeline reaches the point named ``write``. Unset, it costs one dict lookup.
+``INDEXER_CRASH_ONCE=FILE`` arms it by a file: it fires only if it can remove FILE (one process of many, once).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import signal
 from collections import Counter
 
 ENV = "INDEXER_CRASH_AT"
+ONCE_ENV = "INDEXER_CRASH_ONCE"
 _seen: Counter[str] = Counter()
 
 
@@ -18,4 +21,10 @@ def crash_point(name: str) -> None:
     _seen[name] += 1
     target, _, nth = spec.partition(":")
     if target == name and _seen[name] == int(nth or 1):
+        once = os.environ.get(ONCE_ENV)
+        if once:
+            try:
+                os.remove(once)
+            except FileNotFoundError:
+                return
         os.kill(os.getpid(), signal.SIGKILL)

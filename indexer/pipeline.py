@@ -29,9 +29,10 @@ from tqdm import tqdm
 
 from indexer import versions
 from indexer.admin import prune, update_metadata
-from indexer.changes import Item, find_items
+from indexer.changes import Item, find_items, item_doc_id
 from indexer.chunking import Chunker
 from indexer.config import Settings
+from indexer.distributed.partition import Partition
 from indexer.encoder import BATCHES_PER_CALL, Encoder
 from indexer.encoder.m3 import WINDOW_BATCHES
 from indexer.errors import StoreError
@@ -98,6 +99,7 @@ class _Run(Documents):
         self.chunks_bar = tqdm(unit="chunk", desc="chunks", disable=not progress)
         self._planned: tuple[int, bool, int] | None = None
         self._plan_lock = threading.Lock()
+        self.share: Partition | None = None  # --partition: only this share of the documents (prune too)
 
     # --------------------------------------------------------------------------------------- set-up
 
@@ -278,8 +280,9 @@ class _Run(Documents):
             self.refresh_touched()
         if self.report.stopped is None:
             self.retry_deferred()
+            known = [r for r in self.known.values() if self.share is None or self.share.holds(r.doc_id)]
             for root, present in prune_roots.items():
-                self.report.pruned.extend(prune(self.writer, self.leases, self.known.values(), root, present))
+                self.report.pruned.extend(prune(self.writer, self.leases, known, root, present))
         crash_point("end")
         self.writer.close()
 
@@ -314,20 +317,25 @@ def ingest(
     fail_fast: bool = False,
     metadata: dict[str, Any] | None = None,
     owner: Owner | None = None,
+    partition: Partition | None = None,
 ) -> IngestReport:
     """Index files and folders into the configured collection; returns what happened to each file.
 
     ``prune`` removes documents recorded under an ingested folder that are no longer there;
     ``fail_fast`` stops at the first file that fails (what was complete stays written); ``metadata`` is
     stored with every chunk under ``metadata.*``; ``owner`` names the run in its leases (jobs that are
-    parts of one run, e.g. partitions or Ray tasks, pass ``Owner.new(label, run_id=<the run's id>)``).
+    parts of one run, e.g. partitions or Ray tasks, pass ``Owner.new(label, run_id=<the run's id>)``);
+    ``partition`` takes only its share of the documents (and prunes only that share).
     Raises ``IngestStopped`` (with the report) when the store fails for good mid-run.
     """
     metadata = check_metadata(metadata) if metadata else None  # refused once, not once per file
     report = IngestReport(collection=store.collection)
     items, found = find_items(paths, settings, report)
+    if partition is not None:
+        items = [item for item in items if partition.holds(item_doc_id(item))]
     owner = owner or Owner.new("ingest " + " ".join(str(p) for p in paths))
     run = _Run(settings, encoder, store, report, progress, owner, metadata, fail_fast)
+    run.share = partition
     return _execute(run, items, found if prune else {}, recreate)
 
 

@@ -10,10 +10,10 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from retriever.aio import AsyncRetriever
-from retriever.api import Retriever, SearchHit
+from retriever.api import Retriever, SearchHit, SearchOptions
 
 # Keys of ``Document.metadata`` that come from the hit; the chunk's user metadata cannot overwrite them.
-HIT_KEYS = ("id", "score", "doc_id", "source", "pages", "page", "chunk_index", "start", "end", "headings")
+HIT_KEYS = ("id", "score", "doc_id", "source", "pages", "page", "chunk_index", "start", "end", "headings", "group")
 
 
 def to_document(hit: SearchHit) -> Document:
@@ -30,6 +30,7 @@ def to_document(hit: SearchHit) -> Document:
         start=hit.start,
         end=hit.end,
         headings=list(hit.headings),
+        group=hit.group,
     )
     return Document(id=hit.id, page_content=hit.text, metadata=metadata)
 
@@ -48,15 +49,22 @@ class M3Retriever(BaseRetriever):
 
     retriever: Retriever
     async_retriever: AsyncRetriever | None = None  # without it, ainvoke runs the sync search in a thread
-    k: int | None = None  # hits per query (default from config)
+    k: int | None = None  # hits per query, or groups with group_by (default from config)
     mode: str | None = None
     filter: Any = None
+    group_by: str | None = None  # e.g. "doc_id": k different documents (see SearchOptions)
+    group_size: int | None = None
+    diversity: float | None = None  # MMR after the mode
+
+    def _options(self) -> SearchOptions:
+        return SearchOptions(self.k, self.mode, self.filter, self.group_by, self.group_size, self.diversity)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        o = self._options()
         if self.async_retriever is not None:  # its locks make sync and async calls safe together
-            hits = self.async_retriever.search_blocking(query, limit=self.k, mode=self.mode, filter=self.filter)
+            hits = self.async_retriever.search_blocking(query, **_kwargs(o))
         else:
-            hits = self.retriever.search(query, limit=self.k, mode=self.mode, filter=self.filter)
+            hits = self.retriever.search(query, **_kwargs(o))
         return [to_document(h) for h in hits]
 
     async def _aget_relevant_documents(
@@ -64,5 +72,9 @@ class M3Retriever(BaseRetriever):
     ) -> list[Document]:
         if self.async_retriever is None:
             return await super()._aget_relevant_documents(query, run_manager=run_manager)
-        hits = await self.async_retriever.search(query, limit=self.k, mode=self.mode, filter=self.filter)
+        [hits] = await self.async_retriever.search_planned([query], self._options())
         return [to_document(h) for h in hits]
+
+
+def _kwargs(o: SearchOptions) -> dict[str, Any]:
+    return {f: getattr(o, f) for f in SearchOptions.__dataclass_fields__}

@@ -38,6 +38,7 @@ def ingest(config: Path, *args: str) -> int:
     return indexer_cli.main(["ingest", "--config", str(config), "--no-progress", *args])
 
 
+@pytest.mark.slow
 def test_ingest_then_search(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert ingest(config, str(SAMPLES / "ru"), str(SAMPLES / "pdf")) == 0
     err = capsys.readouterr().err
@@ -119,6 +120,7 @@ def test_unreachable_server_fails_before_the_model_loads(config: Path, capsys: p
     assert "cannot reach the Qdrant server at http://127.0.0.1:9" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bad_search_requests(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert ingest(config, str(SAMPLES / "en")) == 0
     capsys.readouterr()
@@ -131,6 +133,7 @@ def test_bad_search_requests(config: Path, capsys: pytest.CaptureFixture[str]) -
     assert e.value.code == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["indexer", "retriever"])
 def test_python_dash_m_works(module: str) -> None:
     out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=REPO, timeout=60)
@@ -138,12 +141,14 @@ def test_python_dash_m_works(module: str) -> None:
     assert "usage:" in out.stdout
 
 
+@pytest.mark.slow
 def test_help_does_not_import_torch() -> None:
     code = "import sys, indexer.cli, retriever.cli; print('torch' in sys.modules, 'FlagEmbedding' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.stdout.split() == ["False", "False"]
 
 
+@pytest.mark.slow
 def test_ingest_subprocess_exit_code(config: Path, tmp_path: Path) -> None:
     (tmp_path / "bad.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00")
     out = subprocess.run(

@@ -193,6 +193,7 @@ def test_two_runs_over_one_corpus_write_each_document_once(
     assert store.count(kind_filter("chunk")) == sum(r.chunks for r in reports)
 
 
+@pytest.mark.slow
 def test_a_renewed_lease_survives_a_pause_past_its_expiry(
     tiny_model_dir: Path, encoder: BGEM3Encoder, store: SerializedStore, tmp_path: Path
 ) -> None:

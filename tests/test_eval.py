@@ -82,6 +82,7 @@ def test_perfect_retrieval_scores_one(tiny_model_dir: Path, encoder: BGEM3Encode
         assert result.metrics == dict.fromkeys(METRICS, 1.0), result.mode
 
 
+@pytest.mark.slow
 def test_retriever_eval_end_to_end(tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     common = ["--model", str(tiny_model_dir), "--chunk-size", "128", "--depths", "100,200", "--rrf-ks", "2,60"]
     out_json = tmp_path / "eval.json"

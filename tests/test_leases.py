@@ -218,6 +218,7 @@ def test_a_lapsed_claim_writes_nothing_more_and_cannot_complete(store: Serialize
     slow.close()
 
 
+@pytest.mark.slow
 def test_a_renewed_lease_outlives_its_first_expiry(store: SerializedStore) -> None:
     holder = leases(store, "holder", lease_seconds=2.0)  # renewed every 0.4 s, trusted for 1 s
     claim = holder.claim(DOC, "v1")

@@ -152,6 +152,7 @@ def test_wrong_model_for_the_collection(
         Retriever(s, encoder=other)
 
 
+@pytest.mark.slow
 def test_float16_colbert_scores_stay_close(tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path: Path) -> None:
     """The default float16 ColBERT storage (Edge applies it; local mode keeps float32)."""
     scores = {}

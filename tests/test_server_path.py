@@ -198,6 +198,7 @@ def small_limit_server() -> Iterator[QdrantStandIn]:
         yield srv
 
 
+@pytest.mark.slow
 def test_rest_batch_searches_are_split_under_the_request_limit(small_limit_server: QdrantStandIn) -> None:
     srv = small_limit_server
     requests = colbert_requests(8, rows=300)  # about 300 KB of JSON each: 2.4 MB in all

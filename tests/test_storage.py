@@ -298,6 +298,7 @@ def test_uint8_thresholds_apply_on_the_cosine_scale(float_and_coded: Any) -> Non
     }
 
 
+@pytest.mark.slow
 def test_int8_quantization_is_built_and_rescoring_restores_exact_scores(
     tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path: Path
 ) -> None:

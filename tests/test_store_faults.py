@@ -167,6 +167,7 @@ def test_error_classification(error: Exception, transient: bool) -> None:
     assert is_transient(error) is transient
 
 
+@pytest.mark.slow
 def test_an_embedded_store_held_elsewhere_names_its_holder(
     tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path: Path, capsys
 ) -> None:

@@ -18,6 +18,8 @@ from indexer.store.features import Version
 if TYPE_CHECKING:
     from qdrant_client import models
 
+    from indexer.store.groups import HitGroup
+
 
 class Store(Protocol):
     """One collection in one engine, used from one thread at a time (see ``SerializedStore``)."""
@@ -48,6 +50,12 @@ class Store(Protocol):
 
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]: ...
 
+    def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]:
+        """Each request's best ``limit`` groups of up to ``group_size`` hits sharing a value of payload field
+        ``group_by``, best group first (Qdrant's query groups; see ``indexer.store.groups`` for Edge)."""
+
     def count(self, flt: AnyFilter | None = None) -> int: ...
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]: ...
@@ -70,6 +78,10 @@ class AsyncStore(Protocol):
     collection: str
 
     async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]: ...
+
+    async def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]: ...
 
     async def count(self, flt: AnyFilter | None = None) -> int: ...
 

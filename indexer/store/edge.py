@@ -31,6 +31,8 @@ from indexer.store.features import Version
 if TYPE_CHECKING:
     from qdrant_client import models
 
+    from indexer.store.groups import HitGroup
+
 logger = logging.getLogger(__name__)
 
 META_FILE = "collection.json"  # our record of the collection's spec, next to Edge's own files
@@ -253,6 +255,14 @@ class EdgeStore:
             raise QueryError(f"the embedded engine cannot run this request: {e}") from e
         results = self._run("query", self._shard().query_batch, batch)
         return [[to_hit(p) for p in r] for r in results]
+
+    def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]:
+        """Edge has no query groups: over-fetch and group on the client (``indexer.store.groups``)."""
+        from indexer.store.groups import overfetch_groups
+
+        return overfetch_groups(self.query_batch, lambda ids: self.retrieve(ids), requests, group_by, group_size)
 
     def count(self, flt: AnyFilter | None = None) -> int:
         import qdrant_edge as qe

@@ -21,6 +21,8 @@ from indexer.store.base import AsyncStore, Store
 if TYPE_CHECKING:
     from qdrant_client import models
 
+    from indexer.store.groups import HitGroup
+
 
 class SerializedStore:
     """A store whose every call takes one lock, so that threads can share it."""
@@ -62,6 +64,12 @@ class SerializedStore:
         with self.lock:
             return self.inner.query_batch(requests)
 
+    def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]:
+        with self.lock:
+            return self.inner.query_groups(requests, group_by, group_size)
+
     def count(self, flt: AnyFilter | None = None) -> int:
         with self.lock:
             return self.inner.count(flt)
@@ -95,6 +103,11 @@ class ThreadedAsyncStore:
 
     async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
         return await asyncio.to_thread(self.store.query_batch, requests)
+
+    async def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]:
+        return await asyncio.to_thread(self.store.query_groups, requests, group_by, group_size)
 
     async def count(self, flt: AnyFilter | None = None) -> int:
         return await asyncio.to_thread(self.store.count, flt)
