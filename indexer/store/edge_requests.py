@@ -146,6 +146,7 @@ def _edge_geo_and_count(c: models.FieldCondition) -> dict[str, Any]:
 def edge_vector(vector: Any) -> Any:
     import qdrant_edge as qe
 
+    models = _models()
     if isinstance(vector, models.SparseVector):
         return qe.SparseVector(list(vector.indices), list(vector.values))
     return vector
