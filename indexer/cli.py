@@ -18,6 +18,7 @@ from indexer.cliutil import (
     setup_logging,
 )
 from indexer.errors import IndexerError
+from indexer.tenants import scope
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,15 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="write the run report (per file status, chunks, tokens, seconds, error)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
+    p.add_argument("--tenant", help="write the documents as this tenant's (README, Tenants)")
 
     rm = sub.add_parser("delete", help="remove documents by doc id or source path")
     rm.add_argument("--doc-id", action="append", default=[], help="doc id (path relative to its ingest root)")
     rm.add_argument("--source", action="append", default=[], help="source path as ingested")
+    rm.add_argument("--tenant", help="delete this tenant's documents (the same doc id elsewhere stays)")
     add_common_args(rm)
 
     st = sub.add_parser("status", help="list collections with document, chunk and point counts and their model")
     add_common_args(st)
     st.add_argument("--json", action="store_true", help="print as JSON")
+    st.add_argument("--tenant", help="count only this tenant's documents, chunks and points")
     return parser
 
 
@@ -77,7 +81,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 args.paths,
                 settings,
                 rt.encoder,
-                rt.store,
+                scope(rt.store, settings.tenants.field, args.tenant),
                 recreate=args.recreate,
                 progress=not args.no_progress,
                 prune=args.prune,
@@ -125,7 +129,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
     store = open_store(settings.qdrant, settings.collection.name)
     try:
         store.open_collection()
-        removed = delete_documents(store, args.doc_id, args.source, timings=LeaseTimings.from_settings(settings.ingest))
+        removed = delete_documents(
+            scope(store, settings.tenants.field, args.tenant),
+            args.doc_id,
+            args.source,
+            timings=LeaseTimings.from_settings(settings.ingest),
+        )
     finally:
         store.close()
     for doc_id in removed:
@@ -146,7 +155,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name in names:
         store = open_store(settings.qdrant, name)
         try:
-            rows.append(collection_status(store))
+            rows.append(collection_status(scope(store, settings.tenants.field, args.tenant)))
         finally:
             store.close()
     if args.json:

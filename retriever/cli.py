@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-dense-score", type=float, help="minimum dense cosine, applied inside the prefetches")
     p.add_argument("--min-sparse-score", type=float, help="minimum sparse score, applied inside the prefetches")
     p.add_argument("--json", action="store_true", help="print hits as JSON")
+    p.add_argument("--tenant", help="search only this tenant's documents (README, Tenants)")
     add_common_args(p)
 
     e = sub.add_parser(
@@ -158,7 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             flt = flt[0]
         with Retriever(settings) as r:
             mode = args.mode or settings.retrieval.mode
-            hits = r.search(args.query, limit=args.limit, mode=mode, filter=flt)
+            scoped = r if args.tenant is None else r.for_tenant(args.tenant)
+            hits = scoped.search(args.query, limit=args.limit, mode=mode, filter=flt)
         if args.json:
             print(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         else:

@@ -51,18 +51,28 @@ class M3Retriever(BaseRetriever):
     k: int | None = None  # hits per query (default from config)
     mode: str | None = None
     filter: Any = None
+    tenant: str | None = None  # search only this tenant's documents (README, "Tenants")
+
+    def _sync(self) -> Retriever:
+        return self.retriever if self.tenant is None else self.retriever.for_tenant(self.tenant)
+
+    def _async(self) -> AsyncRetriever | None:
+        ar = self.async_retriever
+        return ar if ar is None or self.tenant is None else ar.for_tenant(self.tenant)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        if self.async_retriever is not None:  # its locks make sync and async calls safe together
-            hits = self.async_retriever.search_blocking(query, limit=self.k, mode=self.mode, filter=self.filter)
+        ar = self._async()
+        if ar is not None:  # its locks make sync and async calls safe together
+            hits = ar.search_blocking(query, limit=self.k, mode=self.mode, filter=self.filter)
         else:
-            hits = self.retriever.search(query, limit=self.k, mode=self.mode, filter=self.filter)
+            hits = self._sync().search(query, limit=self.k, mode=self.mode, filter=self.filter)
         return [to_document(h) for h in hits]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
     ) -> list[Document]:
-        if self.async_retriever is None:
+        ar = self._async()
+        if ar is None:
             return await super()._aget_relevant_documents(query, run_manager=run_manager)
-        hits = await self.async_retriever.search(query, limit=self.k, mode=self.mode, filter=self.filter)
+        hits = await ar.search(query, limit=self.k, mode=self.mode, filter=self.filter)
         return [to_document(h) for h in hits]

@@ -7,6 +7,7 @@ uploads and deletes go through it, serialized with searches (see ``indexer.store
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ from retriever.api import Retriever
 from retriever.service import routes
 from retriever.service.guard import API_KEY_HEADER, INTERNAL_ERROR, ServiceGuard, error_response
 from retriever.service.state import ApiError, ServiceState
+from retriever.service.tenancy import KeyEntry, TenantKeys
 
 logger = logging.getLogger(__name__)
 
@@ -145,14 +147,19 @@ def _add_error_handlers(app: FastAPI) -> None:
 # ------------------------------------------------------------------------------------------- app
 
 
-def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
+def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKeys | None = None) -> FastAPI:
     """The service over an open ``Retriever``; the app owns it and closes it at shutdown.
 
     ``api_key`` defaults to ``service.api_key`` (``RETRIEVER_API_KEY``); when set, every route but the
-    health probes needs it in the ``X-API-Key`` header.
+    health probes needs it in the ``X-API-Key`` header. ``keys`` (default: ``TenantKeys.from_settings``)
+    are tenants' keys: then every request acts for one tenant (``retriever.service.tenancy``), and
+    ``api_key`` is an admin key.
     """
     settings = retriever.settings
     key = api_key if api_key is not None else settings.service.api_key
+    keys = keys if keys is not None else TenantKeys.from_settings(settings)
+    if keys is not None and api_key:
+        keys = TenantKeys((*keys.entries, KeyEntry(hashlib.sha256(api_key.encode()).digest(), None)))
     upload_limit = settings.service.max_upload_bytes + MULTIPART_OVERHEAD
     json_limit = settings.service.max_json_bytes
 
@@ -164,7 +171,7 @@ def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
         load = getattr(retriever.encoder, "load", None)
         if load is not None:  # the encoder loads its weights on first use: ready means loaded
             await asyncio.to_thread(load)
-        app.state.service = ServiceState(AsyncRetriever(retriever))
+        app.state.service = ServiceState(AsyncRetriever(retriever), keys=keys)
         try:
             yield
         finally:
@@ -182,12 +189,14 @@ def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
         ),
         lifespan=lifespan,
     )
-    app.add_middleware(ServiceGuard, api_key=key, open_paths=OPEN_PATHS, limit_for=limit_for)
+    app.state.open_paths = OPEN_PATHS
+    key_valid = None if keys is None else (lambda given: keys.lookup(given) is not None)
+    app.add_middleware(ServiceGuard, api_key=key, open_paths=OPEN_PATHS, limit_for=limit_for, key_valid=key_valid)
     _add_error_handlers(app)
     app.include_router(routes.health)
     # With a key, the schema says so: the scheme is declared and 401 is a documented answer of every route.
     keyed: dict[str, Any] = {}
-    if key:
+    if key or keys is not None:
         scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="the service's API key")
         keyed = {"dependencies": [Security(scheme)], "responses": routes.errors(401)}
     for router in (routes.search, routes.documents, routes.collections):

@@ -13,6 +13,8 @@ from fastapi import Depends, Request
 from indexer.config import Settings
 from retriever.aio import AsyncRetriever
 from retriever.context import Context, build_context, token_counter
+from retriever.service.guard import API_KEY_HEADER
+from retriever.service.tenancy import TENANT_HEADER, AccessDenied, TenantKeys
 
 
 class ApiError(Exception):
@@ -31,9 +33,19 @@ class ServiceState:
     # Context building counts tokens with its own copy of the tokenizer (fast tokenizers are not thread-safe).
     context_tokenizer: Any = None
     context_lock: threading.Lock = field(default_factory=threading.Lock)
+    keys: TenantKeys | None = None  # API keys of tenants; None: no tenants (one key or none, as configured)
+    tenant: str | None = None  # the tenant this view of the state acts for (``for_tenant``)
 
     def __post_init__(self) -> None:
         self.context_tokenizer = copy.deepcopy(self.retriever.retriever.encoder.tokenizer)
+
+    def for_tenant(self, tenant: str) -> ServiceState:
+        """This state as one tenant's request sees it: every search, count and write scoped to ``tenant``;
+        the locks, the model and the store are shared."""
+        view = copy.copy(self)
+        view.retriever = self.retriever.for_tenant(tenant)
+        view.tenant = tenant
+        return view
 
     @property
     def settings(self) -> Settings:
@@ -45,7 +57,16 @@ class ServiceState:
 
 
 def service_state(request: Request) -> ServiceState:
-    return request.app.state.service
+    """The state a request acts through: with tenant keys, scoped to the tenant its key allows."""
+    state: ServiceState = request.app.state.service
+    if state.keys is None or request.url.path in request.app.state.open_paths:
+        return state
+    key = request.headers.get(API_KEY_HEADER, "").encode("latin-1")
+    try:
+        tenant = state.keys.tenant_for(key, request.headers.get(TENANT_HEADER))
+    except AccessDenied as e:
+        raise ApiError(e.status, e.detail) from None
+    return state.for_tenant(tenant)
 
 
 Service = Annotated[ServiceState, Depends(service_state)]
