@@ -169,6 +169,13 @@ def test_a_tenant_cannot_delete_overwrite_or_relabel_anothers_document(
         ingest_bytes(b"b's contract: penalty 5% per day", "contract.txt", s, encoder, a, metadata={"owner": "x"})
         assert points_of(store, "b") == b_before
         assert {p["metadata"].get("owner") for p in points_of(store, "a").values()} == {"x"}
+        # the same bytes again: a metadata update without encoding (under a's lease, on a's points only)
+        _, result = ingest_bytes(
+            b"b's contract: penalty 5% per day", "contract.txt", s, encoder, a, metadata={"owner": "y"}
+        )
+        assert result.status == "unchanged"
+        assert {p["metadata"].get("owner") for p in points_of(store, "a").values()} == {"y"}
+        assert points_of(store, "b") == b_before
         # deleting: a's own copy only; b's secret is "no such document" for a
         assert delete_document(a, "secret.txt") is None
         assert delete_documents(a, sources=["secret.txt"]) == []
@@ -211,3 +218,36 @@ def test_edge_indexes_the_tenant_field_as_the_tenant(shared: Retriever) -> None:
 def test_tenant_names_are_checked(bad: Any) -> None:
     with pytest.raises(InvalidInputError):
         check_tenant(bad)
+
+
+def test_the_commands_take_a_tenant(tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from indexer import cli as indexer_cli
+    from retriever import cli as retriever_cli
+    from tests.helpers import CHUNK_SIZE
+
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(
+        f'[model]\nname = "{tiny_model_dir}"\ndevice = "cpu"\n[chunking]\nchunk_size = {CHUNK_SIZE}\n'
+        f'chunk_overlap = 16\n[qdrant]\npath = "{tmp_path / "store"}"\n[collection]\nname = "cli_docs"\n'
+    )
+    common = ["--config", str(cfg)]
+    assert indexer_cli.main(["ingest", *common, "--no-progress", "--tenant", "a", str(SAMPLES / "en")]) == 0
+    assert indexer_cli.main(["ingest", *common, "--no-progress", "--tenant", "b", str(SAMPLES / "ru")]) == 0
+    capsys.readouterr()
+
+    def status(*extra: str) -> dict[str, Any]:
+        assert indexer_cli.main(["status", *common, "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)[0]
+
+    assert status("--tenant", "a")["documents"] == 2 and status("--tenant", "b")["documents"] == 2
+    assert status()["documents"] == 4  # the operator's view: every tenant
+    assert retriever_cli.main(["search", "неустойка", *common, "--tenant", "a", "--json", "--limit", "50"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits and {h["doc_id"] for h in hits} <= {"qdrant-hybrid-search-notes.txt", "remote-work-policy.md"}
+    assert indexer_cli.main(["delete", *common, "--tenant", "a", "--doc-id", "dogovor-postavki.txt"]) == 4
+    assert indexer_cli.main(["delete", *common, "--tenant", "b", "--doc-id", "dogovor-postavki.txt"]) == 0
+    capsys.readouterr()
+    assert status("--tenant", "b")["documents"] == 1 and status("--tenant", "a")["documents"] == 2
+    assert indexer_cli.main(["status", *common, "--tenant", "no/slash"]) == 3
