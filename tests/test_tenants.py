@@ -251,3 +251,12 @@ def test_the_commands_take_a_tenant(tmp_path: Path, tiny_model_dir: Path, capsys
     capsys.readouterr()
     assert status("--tenant", "b")["documents"] == 1 and status("--tenant", "a")["documents"] == 2
     assert indexer_cli.main(["status", *common, "--tenant", "no/slash"]) == 3
+
+
+@pytest.mark.parametrize("field", ["doc_id", "kind", "metadata", "1tenant", "a.b", ""])
+def test_the_tenant_field_cannot_be_one_the_indexer_writes(field: str) -> None:
+    from indexer.config import load_settings
+    from indexer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tenants.field"):
+        load_settings(overrides={"tenants": {"field": field}}, env={})
