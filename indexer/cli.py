@@ -18,7 +18,7 @@ from indexer.cliutil import (
     setup_logging,
 )
 from indexer.errors import IndexerError
-from indexer.tenants import scope
+from indexer.tenants import require_tenant, scope
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +76,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         },
     )
     with open_runtime(settings, "write") as rt:
+        require_tenant(rt.store, settings.tenants.field, args.tenant, "ingest into")
         try:
             report = ingest(
                 args.paths,
@@ -129,6 +130,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     store = open_store(settings.qdrant, settings.collection.name)
     try:
         store.open_collection()
+        require_tenant(store, settings.tenants.field, args.tenant, "delete from")
         removed = delete_documents(
             scope(store, settings.tenants.field, args.tenant),
             args.doc_id,

@@ -41,6 +41,8 @@ __all__ = [
     "TenantAsyncStore",
     "TenantStore",
     "check_tenant",
+    "holds_tenants",
+    "require_tenant",
     "scope",
     "scoped_filter",
     "scoped_id",
@@ -141,6 +143,26 @@ def scoped_request(request: models.QueryRequest, field: str, tenant: str) -> mod
 def scope(store: Store, field: str, tenant: str | None) -> Store:
     """``store`` as ``tenant`` sees it (a ``TenantStore``), or ``store`` itself without a tenant."""
     return store if tenant is None else TenantStore(store, field, tenant)
+
+
+def holds_tenants(store: Store, field: str) -> bool:
+    """Whether the collection holds points of any tenant (False when it does not exist yet)."""
+    from indexer.errors import StoreError
+
+    tenanted = models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=field))])
+    try:
+        return store.count(tenanted) > 0
+    except StoreError:  # no such collection yet (a real outage fails the caller's next call anyway)
+        return False
+
+
+def require_tenant(store: Store, field: str, tenant: str | None, what: str) -> None:
+    """Refuse an untenanted write to a collection that holds tenants' points: its doc ids would name every
+    tenant's documents at once (a delete, or a repair of another version, would reach all of them)."""
+    if tenant is None and holds_tenants(store, field):
+        raise InvalidInputError(
+            f"collection {store.collection!r} holds tenants' documents: name the tenant to {what} (--tenant)"
+        )
 
 
 def _shared(point_id: str) -> bool:

@@ -142,3 +142,20 @@ def test_the_keys_file_format_is_checked(tmp_path: Path) -> None:
     assert keys.tenant_for(b"k1", None) == "a" and keys.tenant_for(b"k2", "z") == "z"
     assert keys.lookup(b"k3") is None
     assert TenantKeys.from_settings(load_settings(env={})) is None  # no tenant keys: the service as before
+
+
+def test_a_collection_with_tenants_is_not_served_without_tenant_keys(
+    tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path: Path
+) -> None:
+    from indexer.pipeline import ingest_bytes
+
+    s = make_settings(tiny_model_dir, tmp_path / "store")
+    r = open_retriever(s, encoder)
+    try:
+        create_app(r, api_key="single-key")  # no tenants yet: served as before
+        ingest_bytes(b"a's text", "a.txt", s, encoder, TenantStore(r.store, "tenant", "a"))
+        with pytest.raises(ConfigError, match="holds tenants' documents"):
+            create_app(r, api_key="single-key")
+        assert create_app(r, keys=TenantKeys.parse(f"{hash_key(KEY_A)} a", "test")) is not None
+    finally:
+        r.close()

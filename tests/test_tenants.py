@@ -251,6 +251,11 @@ def test_the_commands_take_a_tenant(tmp_path: Path, tiny_model_dir: Path, capsys
     capsys.readouterr()
     assert status("--tenant", "b")["documents"] == 1 and status("--tenant", "a")["documents"] == 2
     assert indexer_cli.main(["status", *common, "--tenant", "no/slash"]) == 3
+    # Untenanted writes would reach every tenant's document of that doc id: refused on a collection with tenants.
+    assert indexer_cli.main(["ingest", *common, "--no-progress", str(SAMPLES / "en")]) == 3
+    assert indexer_cli.main(["delete", *common, "--doc-id", "remote-work-policy.md"]) == 3
+    assert "holds tenants' documents" in capsys.readouterr().err
+    assert status("--tenant", "a")["documents"] == 2
 
 
 @pytest.mark.parametrize("field", ["doc_id", "kind", "metadata", "1tenant", "a.b", ""])

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from indexer.config import Settings
 from indexer.errors import (
+    ConfigError,
     DocumentBusy,
     IndexerError,
     InvalidInputError,
@@ -31,6 +32,7 @@ from indexer.errors import (
     StoreRequestError,
 )
 from indexer.runtime import open_runtime
+from indexer.tenants import holds_tenants
 from retriever.aio import AsyncRetriever
 from retriever.api import Retriever
 from retriever.service import routes
@@ -158,6 +160,11 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
     settings = retriever.settings
     key = api_key if api_key is not None else settings.service.api_key
     keys = keys if keys is not None else TenantKeys.from_settings(settings)
+    if keys is None and holds_tenants(retriever.store, settings.tenants.field):
+        raise ConfigError(
+            f"collection {retriever.store.collection!r} holds tenants' documents: serve it with tenant keys "
+            "(tenants.keys_file or RETRIEVER_TENANT_KEYS; README, Tenants), so that each key sees only its tenant's"
+        )
     if keys is not None and api_key:
         keys = TenantKeys((*keys.entries, KeyEntry(hashlib.sha256(api_key.encode()).digest(), None)))
     upload_limit = settings.service.max_upload_bytes + MULTIPART_OVERHEAD
