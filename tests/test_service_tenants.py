@@ -69,6 +69,12 @@ def test_keys_decide_the_tenant_and_wrong_ones_are_refused(c: httpx.Client) -> N
     assert c.post("/search", json=body, headers={**ADMIN_H, "X-Tenant": "a/../b"}).status_code == 422
     assert c.get("/healthz").status_code == 200
     assert c.get("/readyz").json()["points"] == 0  # open to anyone: the collection's size is not told
+    schema = c.get("/openapi.json", headers=A).json()
+    search = schema["paths"]["/search"]["post"]
+    assert {"401", "403", "422"} <= set(search["responses"])
+    schemes = schema["components"]["securitySchemes"]
+    assert {s["name"] for s in schemes.values()} == {"X-API-Key", "X-Tenant"}
+    assert {name for scheme in search["security"] for name in scheme} == set(schemes)
 
 
 @pytest.mark.parametrize(

@@ -37,8 +37,9 @@ from retriever.aio import AsyncRetriever
 from retriever.api import Retriever
 from retriever.service import routes
 from retriever.service.guard import API_KEY_HEADER, INTERNAL_ERROR, ServiceGuard, error_response
+from retriever.service.schemas import ErrorResponse
 from retriever.service.state import ApiError, ServiceState
-from retriever.service.tenancy import KeyEntry, TenantKeys
+from retriever.service.tenancy import TENANT_HEADER, KeyEntry, TenantKeys
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,18 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
     if key or keys is not None:
         scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="the service's API key")
         keyed = {"dependencies": [Security(scheme)], "responses": routes.errors(401)}
+        if keys is not None:  # a key of another tenant (403), an admin key naming no tenant (422)
+            tenant = APIKeyHeader(
+                name=TENANT_HEADER,
+                scheme_name="TenantHeader",
+                auto_error=False,
+                description="the tenant an admin key acts for (a tenant's own key needs none)",
+            )
+            keyed["dependencies"].append(Security(tenant))
+            keyed["responses"] |= {
+                403: {"model": ErrorResponse, "description": "This API key may not act for the tenant named"},
+                **routes.errors(422),
+            }
     for router in (routes.search, routes.documents, routes.collections):
         app.include_router(router, **keyed)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
