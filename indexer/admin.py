@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from qdrant_client import models
 
-from indexer.errors import DocumentBusy
-from indexer.leases import Leases, LeaseTimings, Owner
+from indexer.errors import DocumentBusy, InvalidInputError
+from indexer.leases import Claim, Leases, LeaseTimings, Owner
 from indexer.models import Document
 from indexer.records import (
     COLLECTION_RECORD_ID,
@@ -69,6 +70,165 @@ def delete_documents(
             removed.append(doc_id)
         writer.close()
     return removed
+
+
+@dataclass(frozen=True, slots=True)
+class WhereReport:
+    """What an operation on the documents matching a filter did: the documents changed (with their chunks),
+    and those another writer held past ``busy_wait_seconds`` (left as they were: send it again)."""
+
+    done: tuple[str, ...] = ()
+    chunks: int = 0
+    busy: tuple[str, ...] = ()
+
+
+def _serialized(store: Store) -> SerializedStore:
+    """The store as the lease renewal timer shares it (one request at a time)."""
+    return store if isinstance(store, SerializedStore) else SerializedStore(store)
+
+
+def has_conditions(flt: models.Filter | None) -> bool:
+    return flt is not None and any(flt.must or flt.should or flt.must_not or flt.min_should or [])
+
+
+def matching_documents(store: Store, flt: models.Filter) -> list[str]:
+    """The doc ids of the documents with a chunk matching ``flt`` (any payload field: metadata.*, source,
+    pages, ...), in order."""
+    found = {p.payload.get("doc_id") for p in store.scroll(models.Filter(must=[chunks_filter(), flt]))}
+    return sorted(d for d in found if isinstance(d, str))
+
+
+def where_filter(pairs: Sequence[str] = (), qdrant_json: str | None = None) -> models.Filter | None:
+    """A payload filter from ``FIELD=VALUE`` pairs (all must hold; VALUE is JSON when it reads as a number
+    or boolean, else text) and/or a filter in Qdrant's JSON syntax; None when neither is given."""
+    must: list[models.Condition] = []
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--where {pair!r}: write FIELD=VALUE, e.g. metadata.project=apollo")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        if isinstance(value, float):
+            must.append(models.FieldCondition(key=key.strip(), range=models.Range(gte=value, lte=value)))
+        else:
+            must.append(match(key.strip(), value if isinstance(value, (bool, int)) else raw))
+    if qdrant_json is not None:
+        try:
+            must.append(models.Filter.model_validate_json(qdrant_json))
+        except ValueError as e:
+            first = str(e).splitlines()[1:2] or [str(e)]
+            raise InvalidInputError(f"--where-json is not a Qdrant filter: {first[0].strip()}") from None
+    return models.Filter(must=must) if must else None
+
+
+def _for_each_match(
+    store: Store,
+    flt: models.Filter,
+    what: str,
+    act: Callable[[Writer, Leases, Claim], int | None],
+    timings: LeaseTimings | None,
+    owner: Owner | None,
+) -> WhereReport:
+    """``act`` on every document matching ``flt``, each under its claim (``act`` releases it and returns the
+    chunks it changed, or None when it changed nothing). A document that no longer matches once claimed
+    (changed meanwhile) is left alone; one another writer holds past ``busy_wait_seconds`` is reported."""
+    if not has_conditions(flt):
+        raise InvalidInputError(f"a filter without conditions would {what} every document; name at least one")
+    hits = matching_documents(store, flt)
+    timings = timings or LeaseTimings()
+    store = _serialized(store)
+    done: list[str] = []
+    busy: list[str] = []
+    chunks = 0
+    with Leases(store, owner or Owner.new(f"{what} where ({len(hits)} documents)"), timings) as leases:
+        writer = Writer(store, fence=leases.fence)
+        for doc_id in hits:
+            try:
+                claim = leases.claim(doc_id, None, wait=timings.busy_wait_seconds)
+            except DocumentBusy:
+                busy.append(doc_id)
+                continue
+            if not store.count(models.Filter(must=[chunks_filter(doc_id), flt])):
+                leases.release(claim, writer)
+                continue
+            changed = act(writer, leases, claim)
+            if changed is not None:
+                chunks += changed
+                done.append(doc_id)
+        writer.close()
+    return WhereReport(tuple(done), chunks, tuple(busy))
+
+
+def delete_where(
+    store: Store, flt: models.Filter, *, timings: LeaseTimings | None = None, owner: Owner | None = None
+) -> WhereReport:
+    """Remove every document with a chunk matching ``flt`` (chunks of every version, and record).
+
+    Each under its lease and crash-safe as ``delete_documents`` (the record goes first, then the chunks);
+    busy documents are reported in ``busy``, the others removed. A filter without conditions is refused.
+    """
+
+    store = _serialized(store)
+
+    def delete(writer: Writer, leases: Leases, claim: Claim) -> int:
+        chunks = store.count(chunks_filter(claim.doc_id))
+        remove(writer, leases, claim)
+        return chunks
+
+    return _for_each_match(store, flt, "delete", delete, timings, owner)
+
+
+def _set_metadata(store: Store, metadata: dict[str, Any]) -> Callable[[Writer, Leases, Claim], int | None]:
+    def act(writer: Writer, leases: Leases, claim: Claim) -> int | None:
+        record = claim.record
+        if record is None or not record.is_complete() or record.content_hash is None:
+            leases.release(claim, writer)
+            return None
+        version = chunks_filter(claim.doc_id, record.content_hash)
+        chunks = store.count(version)
+        writer.set_payload(version, {"metadata": metadata}, lambda: leases.check(claim))
+        leases.release(claim, writer)
+        return chunks
+
+    return act
+
+
+def set_metadata(
+    store: Store,
+    doc_id: str,
+    metadata: Any,
+    *,
+    timings: LeaseTimings | None = None,
+    owner: Owner | None = None,
+) -> int | None:
+    """Replace a document's user metadata (every chunk of its current version, one payload update) without
+    encoding it; returns the chunks updated, or None when there is no such document. Under its lease: raises
+    ``DocumentBusy`` when another writer holds it past ``busy_wait_seconds``. A crash midway leaves every
+    chunk searchable with the old or the new metadata; the same call again finishes the job."""
+    meta = check_metadata(metadata)
+    timings = timings or LeaseTimings()
+    store = _serialized(store)
+    with Leases(store, owner or Owner.new(f"metadata {doc_id}"), timings) as leases:
+        writer = Writer(store, fence=leases.fence)
+        claim = leases.claim(doc_id, None, wait=timings.busy_wait_seconds)
+        changed = _set_metadata(store, meta)(writer, leases, claim)
+        writer.close()
+    return changed
+
+
+def update_metadata_where(
+    store: Store,
+    flt: models.Filter,
+    metadata: Any,
+    *,
+    timings: LeaseTimings | None = None,
+    owner: Owner | None = None,
+) -> WhereReport:
+    """``set_metadata`` on every document with a chunk matching ``flt`` (busy ones reported, as ``delete_where``)."""
+    store = _serialized(store)
+    return _for_each_match(store, flt, "update", _set_metadata(store, check_metadata(metadata)), timings, owner)
 
 
 def delete_document(store: Store, doc_id: str, timings: LeaseTimings | None = None) -> int | None:

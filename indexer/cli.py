@@ -1,4 +1,4 @@
-"""``indexer ingest|delete|status``: thin wrappers over the pipeline and the admin operations."""
+"""``indexer ingest|delete|metadata|status``: thin wrappers over the pipeline and the admin operations."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from indexer.cliutil import (
     EXIT_NOTHING,
@@ -45,11 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     p.add_argument("--tenant", help="write the documents as this tenant's (README, Tenants)")
 
-    rm = sub.add_parser("delete", help="remove documents by doc id or source path")
+    rm = sub.add_parser("delete", help="remove documents by doc id, source path or payload filter")
     rm.add_argument("--doc-id", action="append", default=[], help="doc id (path relative to its ingest root)")
     rm.add_argument("--source", action="append", default=[], help="source path as ingested")
     rm.add_argument("--tenant", help="delete this tenant's documents (the same doc id elsewhere stays)")
+    add_where_args(rm)
     add_common_args(rm)
+
+    md = sub.add_parser("metadata", help="replace documents' user metadata without encoding them again")
+    md.add_argument("--doc-id", action="append", default=[], help="doc id (repeatable)")
+    md.add_argument("--tenant", help="change this tenant's documents only")
+    add_where_args(md)
+    md.add_argument(
+        "--set", required=True, dest="metadata", help='the new metadata, a JSON object: \'{"project": "x"}\''
+    )
+    add_common_args(md)
 
     st = sub.add_parser("status", help="list collections with document, chunk and point counts and their model")
     add_common_args(st)
@@ -119,32 +130,97 @@ def _print_report(report, args: argparse.Namespace) -> None:  # noqa: ANN001 - I
     print(f"done: {report.summary()}", file=sys.stderr)
 
 
+def add_where_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="documents with a chunk whose payload FIELD equals VALUE, e.g. metadata.project=apollo (repeatable: "
+        "all must hold; VALUE is read as JSON when it is a number or boolean, else as text)",
+    )
+    p.add_argument("--where-json", metavar="FILTER", help="a filter in Qdrant's JSON syntax: '{\"must\": [...]}'")
+
+
+def where_filter(args: argparse.Namespace) -> Any:
+    """The payload filter of ``--where`` and ``--where-json`` (None when neither is given)."""
+    from indexer.admin import where_filter as build
+
+    return build(args.where, args.where_json)
+
+
+def _outcome(done: Sequence[str], busy: Sequence[str], verb: str) -> int:
+    for doc_id in done:
+        print(f"{verb}: {doc_id}")
+    for doc_id in busy:
+        print(f"busy: {doc_id}: another writer is changing it; run the same command again", file=sys.stderr)
+    if busy:
+        return EXIT_PARTIAL
+    if not done:
+        print("nothing matched", file=sys.stderr)
+        return EXIT_NOTHING
+    return EXIT_OK
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
-    from indexer.admin import delete_documents
+    from indexer.admin import delete_documents, delete_where
     from indexer.leases import LeaseTimings
     from indexer.store import open_store
 
-    if not args.doc_id and not args.source:
-        return fail("name documents with --doc-id or --source", 2)
+    flt = where_filter(args)
+    if not args.doc_id and not args.source and flt is None:
+        return fail("name documents with --doc-id, --source, --where or --where-json", 2)
+    if flt is not None and (args.doc_id or args.source):
+        return fail("--where and --where-json take no --doc-id or --source: run them separately", 2)
     settings = settings_from_args(args)
+    timings = LeaseTimings.from_settings(settings.ingest)
     store = open_store(settings.qdrant, settings.collection.name)
     try:
         store.open_collection()
         require_tenant(store, settings.tenants.field, args.tenant, "delete from")
-        removed = delete_documents(
-            scope(store, settings.tenants.field, args.tenant),
-            args.doc_id,
-            args.source,
-            timings=LeaseTimings.from_settings(settings.ingest),
-        )
+        store = scope(store, settings.tenants.field, args.tenant)
+        if flt is not None:
+            report = delete_where(store, flt, timings=timings)
+            return _outcome(report.done, report.busy, "deleted")
+        removed = delete_documents(store, args.doc_id, args.source, timings=timings)
     finally:
         store.close()
-    for doc_id in removed:
-        print(f"deleted: {doc_id}")
-    if not removed:
-        print("nothing matched", file=sys.stderr)
-        return EXIT_NOTHING
-    return EXIT_OK
+    return _outcome(removed, (), "deleted")
+
+
+def cmd_metadata(args: argparse.Namespace) -> int:
+    from indexer.admin import set_metadata, update_metadata_where
+    from indexer.errors import DocumentBusy, InvalidInputError
+    from indexer.leases import LeaseTimings
+    from indexer.store import open_store
+
+    flt = where_filter(args)
+    if bool(args.doc_id) == (flt is not None):
+        return fail("name documents with --doc-id, or with --where / --where-json (not both)", 2)
+    try:
+        metadata = json.loads(args.metadata)
+    except ValueError as e:
+        raise InvalidInputError(f"--set is not valid JSON: {e}") from e
+    settings = settings_from_args(args)
+    timings = LeaseTimings.from_settings(settings.ingest)
+    store = open_store(settings.qdrant, settings.collection.name)
+    try:
+        store.open_collection()
+        require_tenant(store, settings.tenants.field, args.tenant, "change metadata in")
+        store = scope(store, settings.tenants.field, args.tenant)
+        if flt is not None:
+            report = update_metadata_where(store, flt, metadata, timings=timings)
+            return _outcome(report.done, report.busy, "updated")
+        done, busy = [], []
+        for doc_id in args.doc_id:
+            try:
+                if set_metadata(store, doc_id, metadata, timings=timings) is not None:
+                    done.append(doc_id)
+            except DocumentBusy:
+                busy.append(doc_id)
+    finally:
+        store.close()
+    return _outcome(done, busy, "updated")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -183,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ingest(args)
         if args.command == "delete":
             return cmd_delete(args)
+        if args.command == "metadata":
+            return cmd_metadata(args)
         return cmd_status(args)
     except IndexerError as e:
         return fail(str(e))

@@ -157,6 +157,14 @@ class RetrievalSettings(_Section):
     min_dense_score: float | None = None  # candidates below this cosine are dropped inside the prefetch
     min_sparse_score: float | None = None  # candidates below this lexical score are dropped inside the prefetch
     min_score: float | None = None  # threshold on the final score; similarity modes only (not RRF/DBSF)
+    # Results per document: group hits by this payload field (e.g. "doc_id"; None: no grouping); limit then
+    # counts groups, each of up to group_size hits.
+    group_by: str | None = Field(None, min_length=1, max_length=256)
+    group_size: int = Field(1, ge=1, le=100)
+    # MMR after the mode, over the dense vector: 0 relevance only .. 1 difference only (None: no MMR), among
+    # the mode's best mmr_candidates points.
+    diversity: float | None = Field(None, ge=0.0, le=1.0)
+    mmr_candidates: int = Field(100, ge=1, le=16384)
     # Searching int8-quantized vectors (collection.*_quantization): rescore the best candidates with the original
     # vectors (dense: after the HNSW search; ColBERT: the reranked top `limit`, read from where the originals are).
     rescore_dense: bool = True
@@ -198,6 +206,12 @@ class ServiceSettings(_Section):
     max_json_bytes: int = Field(2 * 1024 * 1024, ge=1024)  # any other request body (searches, batches)
     max_batch_queries: int = Field(64, ge=1, le=1024)  # per POST /search/batch
     encode_batch: int = Field(32, ge=1, le=1024)  # concurrent queries encoded in one model call
+    # Uploads encode in slices of at most this many tokens, each after the queries waiting for the model
+    # (a chunk longer than this is a slice alone): smaller slices, less wait for searches during uploads.
+    upload_slice_tokens: int = Field(1024, ge=1, le=1 << 20)
+    log_format: Literal["text", "json"] = "text"  # json: one object per line (time, level, logger, request_id)
+    open_metrics: bool = False  # True: GET /metrics answers without the API key (a scraper on a private network)
+    mcp: bool = True  # serve the MCP tools (search, context) at /mcp, behind the same API key
 
 
 class TenantSettings(_Section):

@@ -36,6 +36,7 @@ from indexer.points import POINT_NAMESPACE
 from indexer.records import COLLECTION_RECORD_ID
 from indexer.schema import CollectionInfo, CollectionSpec
 from indexer.store.base import AsyncStore, Store
+from indexer.store.groups import HitGroup
 
 __all__ = [
     "TenantAsyncStore",
@@ -216,6 +217,12 @@ class TenantStore:
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
         return self.inner.query_batch([scoped_request(r, self.field, self.tenant) for r in requests])
 
+    def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]:
+        scoped = [scoped_request(r, self.field, self.tenant) for r in requests]
+        return self.inner.query_groups(scoped, group_by, group_size)
+
     def count(self, flt: models.Filter | None = None) -> int:
         return self.inner.count(self._flt(flt))
 
@@ -247,6 +254,12 @@ class TenantAsyncStore:
 
     async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
         return await self.inner.query_batch([scoped_request(r, self.field, self.tenant) for r in requests])
+
+    async def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]:
+        scoped = [scoped_request(r, self.field, self.tenant) for r in requests]
+        return await self.inner.query_groups(scoped, group_by, group_size)
 
     async def count(self, flt: models.Filter | None = None) -> int:
         return await self.inner.count(scoped_filter(flt, self.field, self.tenant))

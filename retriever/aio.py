@@ -1,7 +1,8 @@
 """The async API: ``AsyncRetriever`` over the same ``Retriever`` checks and pure request building.
 
-- The model runs in a worker thread, one call at a time (FlagEmbedding and its tokenizer are not
-  thread-safe); queries that arrive while it is busy are encoded together in its next call.
+- Queries are encoded in a worker thread, one model call at a time; queries that arrive while it is busy
+  are encoded together in its next call. Uploads share the model through ``retriever.scheduler``, which
+  gives queries priority (uploads encode in small slices between query calls).
 - The store's async side (``indexer.store.concurrent``) answers searches: a server's native async
   client, or an embedded engine (Edge, local mode) in a worker thread under the lock that writes share.
 """
@@ -12,7 +13,6 @@ import asyncio
 import contextlib
 import copy
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,41 +24,16 @@ from indexer.models import Embedding, Hit
 from indexer.modes import SearchMode
 from indexer.store import AsyncStore, Store, concurrent
 from indexer.tenants import TenantAsyncStore, TenantStore
-from retriever.api import Retriever, SearchHit
+from retriever.api import Retriever, SearchHit, SearchOptions
+from retriever.scheduler import ScheduledEncoder
 
 logger = logging.getLogger(__name__)
-
-
-class SerializedEncoder:
-    """An encoder whose model calls take one lock, so threads can share it.
-
-    ``tokenizer`` is a private copy for chunking (uploads): Hugging Face fast tokenizers fail with
-    "Already borrowed" when one thread tokenizes while another changes truncation settings.
-    """
-
-    def __init__(self, encoder: Any, lock: threading.Lock | None = None) -> None:
-        self.inner = encoder
-        self.lock = lock or threading.Lock()
-        self.tokenizer = copy.deepcopy(encoder.tokenizer)
-        self.dense_dim = encoder.dense_dim
-        self.colbert_dim = encoder.colbert_dim
-        self.max_length = encoder.max_length
-        self.name = encoder.name
-        self.fingerprint = encoder.fingerprint
-
-    def encode_passages(self, texts: Sequence[str]) -> list[Embedding]:
-        with self.lock:
-            return self.inner.encode_passages(texts)
-
-    def encode_queries(self, texts: Sequence[str]) -> list[Embedding]:
-        with self.lock:
-            return self.inner.encode_queries(texts)
 
 
 class QueryBatcher:
     """Encodes queries in a worker thread; those that arrive while the model is busy share its next call."""
 
-    def __init__(self, encoder: SerializedEncoder, max_batch: int = 32) -> None:
+    def __init__(self, encoder: ScheduledEncoder, max_batch: int = 32) -> None:
         self.encoder = encoder
         self.max_batch = max_batch
         self.pending: list[tuple[str, asyncio.Future[Embedding]]] = []
@@ -136,13 +111,14 @@ class AsyncRetriever:
     def __init__(self, retriever: Retriever, *, max_batch: int | None = None, store: AsyncStore | None = None) -> None:
         self.retriever = retriever
         self.settings: Settings = retriever.settings
-        self.encoder = SerializedEncoder(retriever.encoder)
+        service = self.settings.service
+        self.encoder = ScheduledEncoder(retriever.encoder, slice_tokens=service.upload_slice_tokens)
         # A thread-safe view of the store (uploads, blocking searches) and its async side (searches, counts);
         # ``store`` replaces the async side (tests).
         safe, native = concurrent(retriever.store)
         self.store: Store = safe
         self.astore: AsyncStore = store or native
-        self.batcher = QueryBatcher(self.encoder, max_batch or self.settings.service.encode_batch)
+        self.batcher = QueryBatcher(self.encoder, max_batch or service.encode_batch)
 
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> AsyncRetriever:
@@ -170,9 +146,14 @@ class AsyncRetriever:
         return view
 
     async def search(
-        self, query: str, limit: int | None = None, mode: SearchMode | str | None = None, filter: Any = None
+        self,
+        query: str,
+        limit: int | None = None,
+        mode: SearchMode | str | None = None,
+        filter: Any = None,
+        **options: Any,
     ) -> list[SearchHit]:
-        return (await self.search_batch([query], limit=limit, mode=mode, filter=filter))[0]
+        return (await self.search_batch([query], limit=limit, mode=mode, filter=filter, **options))[0]
 
     async def search_batch(
         self,
@@ -180,20 +161,38 @@ class AsyncRetriever:
         limit: int | None = None,
         mode: SearchMode | str | None = None,
         filter: Any = None,
+        **options: Any,
     ) -> list[list[SearchHit]]:
-        plan = self.retriever.plan(queries, limit=limit, mode=mode, filter=filter)
+        return await self.search_planned(queries, SearchOptions(limit, mode, filter, **options))
+
+    async def search_planned(self, queries: Sequence[str], options: SearchOptions) -> list[list[SearchHit]]:
+        """Check, encode (queries first, see ``EncoderScheduler``) and answer; the service's one way in."""
+        plan = self.retriever.plan(queries, options)
         if not queries:
             return []
         embeddings = await self.batcher.encode(list(queries))
-        return plan.hits(embeddings, await self.query_batch(plan.requests(embeddings)))
+        requests = plan.requests(embeddings)
+        if plan.group_by is not None:
+            groups = await self.astore.query_groups(requests, plan.group_by, plan.group_size)
+            return plan.grouped_hits(embeddings, groups)
+        return plan.hits(embeddings, await self.query_batch(requests))
 
     def search_blocking(
-        self, query: str, limit: int | None = None, mode: SearchMode | str | None = None, filter: Any = None
+        self,
+        query: str,
+        limit: int | None = None,
+        mode: SearchMode | str | None = None,
+        filter: Any = None,
+        **options: Any,
     ) -> list[SearchHit]:
         """A synchronous search that takes the same locks, for threads sharing this retriever's parts."""
-        plan = self.retriever.plan([query], limit=limit, mode=mode, filter=filter)
+        plan = self.retriever.plan([query], SearchOptions(limit, mode, filter, **options))
         embeddings = self.encoder.encode_queries([query])
-        [hits] = plan.hits(embeddings, self.store.query_batch(plan.requests(embeddings)))
+        requests = plan.requests(embeddings)
+        if plan.group_by is not None:
+            [hits] = plan.grouped_hits(embeddings, self.store.query_groups(requests, plan.group_by, plan.group_size))
+        else:
+            [hits] = plan.hits(embeddings, self.store.query_batch(requests))
         return hits
 
     async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:

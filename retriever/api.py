@@ -21,9 +21,10 @@ from indexer.runtime import open_runtime
 from indexer.schema import COLBERT, DENSE, CollectionInfo
 from indexer.store import Store
 from indexer.store.features import unsupported
+from indexer.store.groups import GroupKey, HitGroup, check_group_by, check_group_size
 from indexer.tenants import TenantStore
 from indexer.validation import is_valid_unicode
-from retriever.query import build_request, check_filter, final_threshold, parse_filter, score_divisor
+from retriever.query import build_request, check_filter, diversify, final_threshold, parse_filter, score_divisor
 from retriever.stored import PLAIN, Storage
 
 logger = logging.getLogger(__name__)
@@ -50,13 +51,14 @@ class SearchHit:
     start: int | None = None  # character offsets of the chunk in its document's text
     end: int | None = None
     headings: tuple[str, ...] = ()  # the section's heading path, outermost first (() when none)
+    group: GroupKey | None = None  # the value of the grouping field, in a search with ``group_by``
 
     @property
     def page(self) -> int | None:
         return self.pages[0] if self.pages else None
 
     @classmethod
-    def from_hit(cls, hit: Hit, divisor: float = 1.0) -> SearchHit:
+    def from_hit(cls, hit: Hit, divisor: float = 1.0, group: GroupKey | None = None) -> SearchHit:
         p = hit.payload
         return cls(
             id=hit.id,
@@ -70,6 +72,7 @@ class SearchHit:
             start=p.get("start"),
             end=p.get("end"),
             headings=tuple(p.get("headings") or ()),
+            group=group,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,7 +88,25 @@ class SearchHit:
             "start": self.start,
             "end": self.end,
             "headings": list(self.headings),
+            "group": self.group,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """What a caller may choose for a search; None takes the configured default (``[retrieval]``).
+
+    ``group_by``: a payload field (e.g. ``doc_id``): ``limit`` then counts groups, each of up to ``group_size``
+    hits, and the hits come group by group, best group first. ``diversity``: MMR over the dense vector
+    after the mode (0 relevance only, 1 difference only); scores are then dense cosines.
+    """
+
+    limit: int | None = None
+    mode: SearchMode | str | None = None
+    filter: Any = None
+    group_by: str | None = None
+    group_size: int | None = None
+    diversity: float | None = None
 
 
 class Retriever:
@@ -110,7 +131,9 @@ class Retriever:
         dense = self.info.vector(DENSE)
         r = self.settings.retrieval
         self.storage = Storage.of(self.info, r)
-        unsupported_default = self._unsupported(r.mode)
+        unsupported_default = self._unsupported(
+            r.mode, groups=r.group_by is not None, diversity=r.diversity, min_score=r.min_score is not None
+        )
         if unsupported_default:
             self.store.close()
             raise StoreError(f"retrieval.mode {r.mode.value!r}: {unsupported_default}")
@@ -143,17 +166,41 @@ class Retriever:
         view.store = TenantStore(self.store, self.settings.tenants.field, tenant)
         return view
 
-    def _unsupported(self, mode: SearchMode) -> str | None:
-        """Why the store cannot run a search in ``mode`` on this collection (a server too old), or None."""
+    def _unsupported(
+        self, mode: SearchMode, *, groups: bool = False, diversity: float | None = None, min_score: bool = False
+    ) -> str | None:
+        """Why the store cannot run this search on this collection (a server too old, MMR over uint8 codes),
+        or None."""
+        if diversity is not None and self.storage.dense.codes is not None:
+            return (
+                "diversity (MMR) is not supported on a collection storing dense vectors as uint8 codes: MMR "
+                "would report code distances, not cosines; search without diversity"
+            )
         r = self.settings.retrieval
-        formula = self.storage.uses_formula(mode)
-        return unsupported(self.store.server_version, self.store.location, mode, r.rrf_weights, formula=formula)
+        return unsupported(
+            self.store.server_version,
+            self.store.location,
+            mode,
+            r.rrf_weights,
+            formula=self.storage.uses_formula(mode),
+            groups=groups,
+            mmr=diversity is not None,
+            min_score=min_score,
+        )
 
     def search(
-        self, query: str, limit: int | None = None, mode: SearchMode | str | None = None, filter: Any = None
+        self,
+        query: str,
+        limit: int | None = None,
+        mode: SearchMode | str | None = None,
+        filter: Any = None,
+        **options: Any,
     ) -> list[SearchHit]:
-        """The best ``limit`` chunks for ``query``; ``filter`` takes any form ``parse_filter`` reads."""
-        return self.search_batch([query], limit=limit, mode=mode, filter=filter)[0]
+        """The best ``limit`` chunks for ``query``; ``filter`` takes any form ``parse_filter`` reads.
+
+        ``options``: ``group_by``, ``group_size``, ``diversity`` (see ``SearchOptions``).
+        """
+        return self.search_batch([query], limit=limit, mode=mode, filter=filter, **options)[0]
 
     def search_batch(
         self,
@@ -161,9 +208,10 @@ class Retriever:
         limit: int | None = None,
         mode: SearchMode | str | None = None,
         filter: Any = None,
+        **options: Any,
     ) -> list[list[SearchHit]]:
         """Several queries: encoded in one model call and answered in one engine call."""
-        plan = self.plan(queries, limit=limit, mode=mode, filter=filter)
+        plan = self.plan(queries, SearchOptions(limit, mode, filter, **options))
         if not queries:
             return []
         return self.run(plan, self.encoder.encode_queries(list(queries)))
@@ -174,27 +222,41 @@ class Retriever:
         limit: int | None = None,
         mode: SearchMode | str | None = None,
         filter: Any = None,
+        **options: Any,
     ) -> list[list[SearchHit]]:
         """Queries already encoded (evaluation, sweeps): one engine call, scores on the reported scale."""
-        return self.run(self.plan([], limit=limit, mode=mode, filter=filter), embeddings)
+        return self.run(self.plan([], SearchOptions(limit, mode, filter, **options)), embeddings)
 
     def run(self, plan: SearchPlan, embeddings: Sequence[Embedding]) -> list[list[SearchHit]]:
         """Answer a checked plan for encoded queries."""
-        results = self.store.query_batch(plan.requests(embeddings)) if embeddings else []
-        return plan.hits(embeddings, results)
+        if not embeddings:
+            return []
+        requests = plan.requests(embeddings)
+        if plan.group_by is not None:
+            return plan.grouped_hits(embeddings, self.store.query_groups(requests, plan.group_by, plan.group_size))
+        return plan.hits(embeddings, self.store.query_batch(requests))
 
-    def plan(
-        self,
-        queries: Sequence[str],
-        limit: int | None = None,
-        mode: SearchMode | str | None = None,
-        filter: Any = None,
-    ) -> SearchPlan:
-        """Check a search before any model or engine work (raises ``QueryError``); the async API reuses it."""
+    def plan(self, queries: Sequence[str], options: SearchOptions | None = None, **kwargs: Any) -> SearchPlan:
+        """Check a search before any model or engine work (raises ``QueryError``); the async API reuses it.
+
+        ``options`` (or its fields as keyword arguments) says what the caller chose.
+        """
+        o = options or SearchOptions(**kwargs)
         r = self.settings.retrieval
-        mode = SearchMode.parse(mode or r.mode)
-        limit = check_limit(r.limit if limit is None else limit)
-        reason = self._unsupported(mode)
+        mode = SearchMode.parse(o.mode or r.mode)
+        limit = check_limit(r.limit if o.limit is None else o.limit)
+        group_by = o.group_by if o.group_by is not None else r.group_by
+        group_size = check_group_size(r.group_size if o.group_size is None else o.group_size)
+        diversity = r.diversity if o.diversity is None else o.diversity
+        if group_by is not None:
+            check_group_by(group_by)
+        if diversity is not None and (
+            isinstance(diversity, bool) or not isinstance(diversity, (int, float)) or not 0.0 <= diversity <= 1.0
+        ):
+            raise QueryError(f"diversity must be a number between 0 and 1, got {diversity!r}")
+        reason = self._unsupported(
+            mode, groups=group_by is not None, diversity=diversity, min_score=r.min_score is not None
+        )
         if reason:
             raise QueryError(reason)
         if mode.needs_colbert and not self.info.has(COLBERT):
@@ -207,11 +269,20 @@ class Retriever:
             except QueryError as e:
                 raise QueryError(f"query #{i + 1}: {e}" if len(queries) > 1 else str(e)) from None
         try:
-            flt = parse_filter(filter)
+            flt = parse_filter(o.filter)
         except ValueError as e:  # pydantic's ValidationError, e.g. a list mixing strings and numbers
             raise QueryError(f"invalid filter: {str(e).splitlines()[0]}") from e
         check_filter(flt)
-        return SearchPlan(mode=mode, limit=limit, flt=flt, settings=r, storage=self.storage)
+        return SearchPlan(
+            mode=mode,
+            limit=limit,
+            flt=flt,
+            settings=r,
+            group_by=group_by,
+            group_size=group_size,
+            diversity=None if diversity is None else float(diversity),
+            storage=self.storage,
+        )
 
 
 def check_query(query: Any) -> str:
@@ -233,11 +304,14 @@ class SearchPlan:
     limit: int
     flt: models.Filter | None
     settings: RetrievalSettings
+    group_by: str | None = None  # a payload field: ``limit`` groups of up to ``group_size`` hits
+    group_size: int = 1
+    diversity: float | None = None  # MMR over the dense vector after the mode
     storage: Storage = PLAIN  # how the collection stores its vectors (query form, rescoring, scales)
 
     def requests(self, embeddings: Sequence[Embedding]) -> list[models.QueryRequest]:
         r = self.settings
-        return [
+        built = [
             build_request(
                 self.mode,
                 e,
@@ -254,6 +328,12 @@ class SearchPlan:
             )
             for e in embeddings
         ]
+        if self.diversity is None:
+            return built
+        return [
+            diversify(b, e, self.diversity, r.mmr_candidates, self.storage)
+            for b, e in zip(built, embeddings, strict=True)
+        ]
 
     def hits(self, embeddings: Sequence[Embedding], results: Sequence[Sequence[Hit]]) -> list[list[SearchHit]]:
         """Engine answers as hits, with scores on the mode's reported scale (see ``SearchHit``).
@@ -261,14 +341,29 @@ class SearchPlan:
         The final threshold is applied here too, so that every engine answers alike: servers before 1.17
         ignore it on m3's formula query.
         """
+        return [self._convert(e, [(None, h) for h in hits]) for e, hits in zip(embeddings, results, strict=True)]
+
+    def grouped_hits(
+        self, embeddings: Sequence[Embedding], results: Sequence[Sequence[HitGroup]]
+    ) -> list[list[SearchHit]]:
+        """Each query's groups as one list of hits, group by group (``SearchHit.group`` says which)."""
+        return [
+            self._convert(e, [(g.key, h) for g in groups for h in g.hits])
+            for e, groups in zip(embeddings, results, strict=True)
+        ]
+
+    def _convert(self, e: Embedding, hits: Sequence[tuple[GroupKey | None, Hit]]) -> list[SearchHit]:
+        divisor, floor = self._scale(e)
+        return [SearchHit.from_hit(h, divisor, key) for key, h in hits if floor is None or h.score >= floor]
+
+    def _scale(self, e: Embedding) -> tuple[float, float | None]:
+        """The divisor to the reported scale, and the lowest engine score kept. Under MMR the engine reports
+        dense cosines and the mode's thresholds were applied to the candidates, inside the request."""
+        if self.diversity is not None:
+            return 1.0, None
         r = self.settings
-        out = []
-        for e, hits in zip(embeddings, results, strict=True):
-            threshold = final_threshold(self.mode, e, r.min_score, r.min_dense_score, r.min_sparse_score)
-            floor = None if threshold is None else _engine_floor(threshold)
-            divisor = score_divisor(self.mode, e)
-            out.append([SearchHit.from_hit(h, divisor) for h in hits if floor is None or h.score >= floor])
-        return out
+        threshold = final_threshold(self.mode, e, r.min_score, r.min_dense_score, r.min_sparse_score)
+        return score_divisor(self.mode, e), None if threshold is None else _engine_floor(threshold)
 
 
 def _engine_floor(x: float) -> float:

@@ -37,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, help="minimum final score (similarity modes only, not RRF/DBSF)")
     p.add_argument("--min-dense-score", type=float, help="minimum dense cosine, applied inside the prefetches")
     p.add_argument("--min-sparse-score", type=float, help="minimum sparse score, applied inside the prefetches")
+    p.add_argument(
+        "--group-by",
+        nargs="?",
+        const="doc_id",
+        metavar="FIELD",
+        help="results per document: group hits by a payload field (doc_id when no FIELD is given); "
+        "--limit then counts groups",
+    )
+    p.add_argument("--group-size", type=int, help="hits per group (default 1)")
+    p.add_argument("--diversity", type=float, help="MMR after the mode, 0 (relevance only) to 1 (difference only)")
     p.add_argument("--json", action="store_true", help="print hits as JSON")
     p.add_argument("--tenant", help="search only this tenant's documents (README, Tenants)")
     add_common_args(p)
@@ -119,7 +129,11 @@ def format_hits(hits: Sequence, mode: str) -> str:
     if not hits:
         return "no hits"
     lines = []
+    group: object = None
     for rank, h in enumerate(hits, 1):
+        if h.group is not None and h.group != group:
+            group = h.group
+            lines.append(f"== {group}")
         pages = ",".join(str(p) for p in h.pages)
         lines.append(f"{rank:>2}. [{mode} {h.score:.4f}] {h.source}  p.{pages}  #{h.chunk_index}")
         if h.headings:
@@ -160,7 +174,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with Retriever(settings) as r:
             mode = args.mode or settings.retrieval.mode
             scoped = r if args.tenant is None else r.for_tenant(args.tenant)
-            hits = scoped.search(args.query, limit=args.limit, mode=mode, filter=flt)
+            hits = scoped.search(
+                args.query,
+                limit=args.limit,
+                mode=mode,
+                filter=flt,
+                group_by=args.group_by,
+                group_size=args.group_size,
+                diversity=args.diversity,
+            )
         if args.json:
             print(json.dumps([h.as_dict() for h in hits], ensure_ascii=False, indent=2))
         else:

@@ -10,10 +10,10 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from retriever.aio import AsyncRetriever
-from retriever.api import Retriever, SearchHit
+from retriever.api import Retriever, SearchHit, SearchOptions
 
 # Keys of ``Document.metadata`` that come from the hit; the chunk's user metadata cannot overwrite them.
-HIT_KEYS = ("id", "score", "doc_id", "source", "pages", "page", "chunk_index", "start", "end", "headings")
+HIT_KEYS = ("id", "score", "doc_id", "source", "pages", "page", "chunk_index", "start", "end", "headings", "group")
 
 
 def to_document(hit: SearchHit) -> Document:
@@ -30,6 +30,7 @@ def to_document(hit: SearchHit) -> Document:
         start=hit.start,
         end=hit.end,
         headings=list(hit.headings),
+        group=hit.group,
     )
     return Document(id=hit.id, page_content=hit.text, metadata=metadata)
 
@@ -48,10 +49,13 @@ class M3Retriever(BaseRetriever):
 
     retriever: Retriever
     async_retriever: AsyncRetriever | None = None  # without it, ainvoke runs the sync search in a thread
-    k: int | None = None  # hits per query (default from config)
+    k: int | None = None  # hits per query, or groups with group_by (default from config)
     mode: str | None = None
     filter: Any = None
-    tenant: str | None = None  # search only this tenant's documents (README, "Tenants")
+    group_by: str | None = None  # e.g. "doc_id": k different documents (see SearchOptions)
+    group_size: int | None = None
+    diversity: float | None = None  # MMR after the mode
+    tenant: str | None = None  # search only this tenant's documents (README, Tenants)
 
     def _sync(self) -> Retriever:
         return self.retriever if self.tenant is None else self.retriever.for_tenant(self.tenant)
@@ -60,12 +64,13 @@ class M3Retriever(BaseRetriever):
         ar = self.async_retriever
         return ar if ar is None or self.tenant is None else ar.for_tenant(self.tenant)
 
+    def _options(self) -> SearchOptions:
+        return SearchOptions(self.k, self.mode, self.filter, self.group_by, self.group_size, self.diversity)
+
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        ar = self._async()
-        if ar is not None:  # its locks make sync and async calls safe together
-            hits = ar.search_blocking(query, limit=self.k, mode=self.mode, filter=self.filter)
-        else:
-            hits = self._sync().search(query, limit=self.k, mode=self.mode, filter=self.filter)
+        o, ar = self._options(), self._async()
+        # With an async retriever, its locks make sync and async calls safe together.
+        hits = ar.search_blocking(query, **_kwargs(o)) if ar is not None else self._sync().search(query, **_kwargs(o))
         return [to_document(h) for h in hits]
 
     async def _aget_relevant_documents(
@@ -74,5 +79,9 @@ class M3Retriever(BaseRetriever):
         ar = self._async()
         if ar is None:
             return await super()._aget_relevant_documents(query, run_manager=run_manager)
-        hits = await ar.search(query, limit=self.k, mode=self.mode, filter=self.filter)
+        [hits] = await ar.search_planned([query], self._options())
         return [to_document(h) for h in hits]
+
+
+def _kwargs(o: SearchOptions) -> dict[str, Any]:
+    return {f: getattr(o, f) for f in SearchOptions.__dataclass_fields__}

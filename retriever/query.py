@@ -22,6 +22,7 @@ __all__ = [
     "SearchMode",
     "build_request",
     "check_filter",
+    "diversify",
     "final_threshold",
     "m3_formula",
     "parse_filter",
@@ -210,4 +211,38 @@ def build_request(
         score_threshold=threshold,
         params=colbert.params(),
         **common,
+    )
+
+
+def diversify(
+    request: models.QueryRequest, query: Embedding, diversity: float, candidates: int, storage: Storage = PLAIN
+) -> models.QueryRequest:
+    """MMR after any mode: the mode's request becomes the candidates (its ``candidates`` best points, its own
+    thresholds kept), and MMR over the dense vector picks ``request.limit`` of them.
+
+    ``diversity`` is Qdrant's: 0 ranks by relevance alone, 1 by difference from the points already picked
+    alone (MMR's lambda is 1 - diversity). The engine then reports each pick's dense cosine to the query
+    (a quantized dense vector takes its rescoring parameters; uint8 codes are refused by the retriever).
+    """
+    if isinstance(diversity, bool) or not isinstance(diversity, (int, float)) or not 0.0 <= diversity <= 1.0:
+        raise QueryError(f"diversity must be a number between 0 and 1, got {diversity!r}")
+    limit = request.limit or 10
+    pool = models.Prefetch(
+        prefetch=request.prefetch,
+        query=request.query,
+        using=request.using,
+        filter=request.filter,
+        params=request.params,
+        score_threshold=request.score_threshold,
+        limit=max(candidates, limit),
+    )
+    mmr = models.Mmr(diversity=float(diversity), candidates_limit=max(candidates, limit))
+    return models.QueryRequest(
+        prefetch=[pool],
+        query=models.NearestQuery(nearest=storage.dense.query(query.dense), mmr=mmr),
+        using=DENSE,
+        params=storage.dense.params(),
+        filter=request.filter,
+        limit=limit,
+        with_payload=request.with_payload,
     )

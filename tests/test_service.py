@@ -235,7 +235,11 @@ def test_api_key_protects_every_route_but_health(tiny_model_dir: Path, encoder: 
             ("POST", "/context", {"json": {"query": "x"}}),
             ("POST", "/documents", {"files": {"file": ("a.txt", b"text")}}),
             ("DELETE", "/documents/a.txt", {}),
+            ("POST", "/documents/delete", {"json": {"filter": {"doc_id": "a.txt"}}}),
+            ("POST", "/documents/metadata", {"json": {"doc_id": "a.txt", "metadata": {}}}),
             ("GET", "/collections/test_docs", {}),
+            ("GET", "/metrics", {}),
+            ("POST", "/mcp", {"json": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}}),
             ("GET", "/openapi.json", {}),
             ("GET", "/docs", {}),
         ]

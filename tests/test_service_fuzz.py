@@ -71,6 +71,9 @@ OPERATIONS = [
     ("POST", "/documents"),
     ("DELETE", "/documents/{doc_id}"),
     ("GET", "/collections/{name}"),
+    ("POST", "/documents/delete"),
+    ("POST", "/documents/metadata"),
+    ("GET", "/metrics"),
 ]
 
 

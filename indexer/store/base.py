@@ -14,6 +14,7 @@ from qdrant_client import models
 from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.schema import CollectionInfo, CollectionSpec
 from indexer.store.features import Version
+from indexer.store.groups import HitGroup
 
 
 class Store(Protocol):
@@ -45,6 +46,12 @@ class Store(Protocol):
 
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]: ...
 
+    def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]:
+        """Each request's best ``limit`` groups of up to ``group_size`` hits sharing a value of payload field
+        ``group_by``, best group first (Qdrant's query groups; see ``indexer.store.groups`` for Edge)."""
+
     def count(self, flt: models.Filter | None = None) -> int: ...
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]: ...
@@ -67,6 +74,10 @@ class AsyncStore(Protocol):
     collection: str
 
     async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]: ...
+
+    async def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]: ...
 
     async def count(self, flt: models.Filter | None = None) -> int: ...
 

@@ -36,6 +36,7 @@ from indexer.storage import distance_for
 from indexer.store.base import AsyncStore, to_hit, to_stored
 from indexer.store.edge_requests import edge_filter, edge_point, edge_request
 from indexer.store.features import Version
+from indexer.store.groups import HitGroup, overfetch_groups
 
 logger = logging.getLogger(__name__)
 
@@ -262,6 +263,12 @@ class EdgeStore:
             raise QueryError(f"the embedded engine cannot run this request: {e}") from e
         results = self._run("query", self._shard().query_batch, batch)
         return [[to_hit(p) for p in r] for r in results]
+
+    def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]:
+        """Edge has no query groups: over-fetch and group on the client (``indexer.store.groups``)."""
+        return overfetch_groups(self.query_batch, lambda ids: self.retrieve(ids), requests, group_by, group_size)
 
     def count(self, flt: models.Filter | None = None) -> int:
         import qdrant_edge as qe

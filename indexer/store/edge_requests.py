@@ -107,17 +107,29 @@ def _edge_geo_and_count(c: models.FieldCondition) -> dict[str, Any]:
     return out
 
 
+def edge_vector(vector: Any) -> Any:
+    import qdrant_edge as qe
+
+    if isinstance(vector, models.SparseVector):
+        return qe.SparseVector(list(vector.indices), list(vector.values))
+    return vector
+
+
 def edge_query(query: Any, using: str | None) -> Any:
     import qdrant_edge as qe
 
     if query is None:
         return None
     if isinstance(query, models.NearestQuery):
+        if query.mmr is not None:  # Edge's lambda is Qdrant's 1 - diversity (0.5 when unset)
+            diversity = 0.5 if query.mmr.diversity is None else query.mmr.diversity
+            limit = query.mmr.candidates_limit
+            if limit is None:
+                raise QueryError("an MMR query for the embedded engine needs candidates_limit")
+            return qe.Mmr(edge_vector(query.nearest), lambda_=1.0 - diversity, candidates_limit=limit, using=using)
         query = query.nearest
-    if isinstance(query, models.SparseVector):
-        return qe.Query.Nearest(qe.SparseVector(list(query.indices), list(query.values)), using=using)
-    if isinstance(query, list):  # dense, or a multivector (list of lists)
-        return qe.Query.Nearest(query, using=using)
+    if isinstance(query, (models.SparseVector, list)):  # sparse, dense, or a multivector (list of lists)
+        return qe.Query.Nearest(edge_vector(query), using=using)
     if isinstance(query, models.FusionQuery):
         if query.fusion == models.Fusion.RRF:
             return qe.Fusion.Rrf(k=QDRANT_RRF_K)

@@ -32,6 +32,11 @@ FORMULA = Feature((1, 14, 0), "formula queries (mode m3)")
 CODES = Feature((1, 14, 0), "formula queries turning distances of uint8 vectors into cosines (a uint8 collection)")
 RRF_K = Feature((1, 15, 4), "RRF with a k parameter (modes hybrid, hybrid_colbert and m3; retrieval.rrf_k)")
 RRF_WEIGHTS = Feature((1, 17, 0), "weighted RRF (retrieval.rrf_weights; older servers silently ignore the weights)")
+GROUPS = Feature((1, 11, 0), "query groups (group_by: results per document)")
+MMR = Feature((1, 15, 0), "MMR diversity (retrieval.diversity)")
+# Servers before 1.17 drop a formula query's score threshold (Qdrant PR 8097): after m3 the client applies it
+# again, but under MMR the final scores are dense cosines and the m3 scores are gone.
+MMR_M3_THRESHOLD = Feature((1, 17, 0), "min_score in mode m3 under MMR diversity")
 
 _MODE_FEATURES: dict[SearchMode, tuple[Feature, ...]] = {
     SearchMode.HYBRID: (RRF_K,),
@@ -52,7 +57,15 @@ def show(version: Version) -> str:
     return ".".join(str(x) for x in version)
 
 
-def features_for(mode: SearchMode, rrf_weights: Sequence[float] | None, formula: bool = False) -> tuple[Feature, ...]:
+def features_for(
+    mode: SearchMode,
+    rrf_weights: Sequence[float] | None,
+    *,
+    formula: bool = False,
+    groups: bool = False,
+    mmr: bool = False,
+    min_score: bool = False,
+) -> tuple[Feature, ...]:
     """The server features a search in ``mode`` uses (weights only matter where RRF fuses; ``formula``: the
     search turns distances of uint8 codes into cosines with a formula, see ``retriever.stored``)."""
     needed = _MODE_FEATURES.get(mode, ())
@@ -60,6 +73,12 @@ def features_for(mode: SearchMode, rrf_weights: Sequence[float] | None, formula:
         needed += (RRF_WEIGHTS,)
     if formula and FORMULA not in needed:
         needed += (CODES,)
+    if groups:
+        needed += (GROUPS,)
+    if mmr:
+        needed += (MMR,)
+        if min_score and mode is SearchMode.M3:
+            needed += (MMR_M3_THRESHOLD,)
     return needed
 
 
@@ -68,12 +87,15 @@ def unsupported(
     location: str,
     mode: SearchMode,
     rrf_weights: Sequence[float] | None,
-    formula: bool = False,
+    **options: bool,
 ) -> str | None:
-    """Why the server at ``location`` cannot run this search, or None when it can (or is not a server)."""
+    """Why the server at ``location`` cannot run this search, or None when it can (or is not a server).
+
+    ``options``: ``formula``, ``groups``, ``mmr``, ``min_score`` (see ``features_for``).
+    """
     if version is None:
         return None
-    missing = [f for f in features_for(mode, rrf_weights, formula) if version < f.since]
+    missing = [f for f in features_for(mode, rrf_weights, **options) if version < f.since]
     if not missing:
         return None
     needs = "; ".join(f"{f.what} needs Qdrant {show(f.since)} or later" for f in missing)

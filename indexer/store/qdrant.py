@@ -15,6 +15,7 @@ from indexer.schema import CollectionInfo, CollectionSpec, check_shape, payload_
 from indexer.store.base import AsyncStore, to_hit, to_stored
 from indexer.store.errors import already_exists, classify, store_error
 from indexer.store.features import MIN_SERVER_VERSION, Version, parse_version, show
+from indexer.store.groups import HitGroup, from_groups_result, groups_arguments
 from indexer.store.qdrant_params import (
     PAYLOAD_TYPES,
     client_options,
@@ -204,6 +205,18 @@ class QdrantStore:
         for group in groups:
             responses += self._call("query", self.client.query_batch_points, self.collection, requests=list(group))
         return [[to_hit(p) for p in r.points] for r in responses]
+
+    def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]:
+        """One ``query_points_groups`` call per request (the Query API has no batch of groups)."""
+        out = []
+        for r in requests:
+            args = groups_arguments(r, group_by, group_size)
+            out.append(
+                from_groups_result(self._call("query", self.client.query_points_groups, self.collection, **args))
+            )
+        return out
 
     def count(self, flt: models.Filter | None = None) -> int:
         return int(self._call("count", self.client.count, self.collection, count_filter=flt, exact=True).count)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from indexer.config import QdrantSettings
 from indexer.models import Hit
 from indexer.store.base import to_hit
 from indexer.store.errors import store_error
+from indexer.store.groups import HitGroup, from_groups_result, groups_arguments
 from indexer.store.qdrant_params import split_by_bytes
 
 
@@ -46,6 +48,20 @@ class AsyncQdrantStore:
             except Exception as e:
                 raise store_error(e, "query") from e
         return [[to_hit(p) for p in r.points] for r in responses]
+
+    async def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]:
+        """One ``query_points_groups`` call per request, sent together."""
+
+        async def one(r: models.QueryRequest) -> list[HitGroup]:
+            args = groups_arguments(r, group_by, group_size)
+            try:
+                return from_groups_result(await self._client().query_points_groups(self.collection, **args))
+            except Exception as e:
+                raise store_error(e, "query") from e
+
+        return list(await asyncio.gather(*(one(r) for r in requests)))
 
     async def count(self, flt: models.Filter | None = None) -> int:
         try:

@@ -18,6 +18,7 @@ from qdrant_client import models
 from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.schema import CollectionInfo, CollectionSpec
 from indexer.store.base import AsyncStore, Store
+from indexer.store.groups import HitGroup
 
 
 class SerializedStore:
@@ -60,6 +61,12 @@ class SerializedStore:
         with self.lock:
             return self.inner.query_batch(requests)
 
+    def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]:
+        with self.lock:
+            return self.inner.query_groups(requests, group_by, group_size)
+
     def count(self, flt: models.Filter | None = None) -> int:
         with self.lock:
             return self.inner.count(flt)
@@ -93,6 +100,11 @@ class ThreadedAsyncStore:
 
     async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
         return await asyncio.to_thread(self.store.query_batch, requests)
+
+    async def query_groups(
+        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+    ) -> list[list[HitGroup]]:
+        return await asyncio.to_thread(self.store.query_groups, requests, group_by, group_size)
 
     async def count(self, flt: models.Filter | None = None) -> int:
         return await asyncio.to_thread(self.store.count, flt)

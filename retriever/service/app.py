@@ -36,7 +36,9 @@ from indexer.tenants import holds_tenants
 from retriever.aio import AsyncRetriever
 from retriever.api import Retriever
 from retriever.service import routes
+from retriever.service.bulk import bulk
 from retriever.service.guard import API_KEY_HEADER, INTERNAL_ERROR, ServiceGuard, error_response
+from retriever.service.observability import Metrics, RequestContext, configure_logging
 from retriever.service.schemas import ErrorResponse
 from retriever.service.state import ApiError, ServiceState
 from retriever.service.tenancy import TENANT_HEADER, KeyEntry, TenantKeys
@@ -140,6 +142,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(IndexerError)
     async def indexer_error(request: Request, exc: IndexerError) -> JSONResponse:
+        if isinstance(exc, StoreError):
+            request.app.state.metrics.store_error(exc)
         status = status_for(exc)
         if status < 500:
             return error_response(status, str(exc))
@@ -154,7 +158,8 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
     """The service over an open ``Retriever``; the app owns it and closes it at shutdown.
 
     ``api_key`` defaults to ``service.api_key`` (``RETRIEVER_API_KEY``); when set, every route but the
-    health probes needs it in the ``X-API-Key`` header. ``keys`` (default: ``TenantKeys.from_settings``)
+    health probes (and ``/metrics`` with ``service.open_metrics``) needs it in the ``X-API-Key`` header,
+    the MCP endpoint (``/mcp``, ``service.mcp``) included. ``keys`` (default: ``TenantKeys.from_settings``)
     are tenants' keys: then every request acts for one tenant (``retriever.service.tenancy``), and
     ``api_key`` is an admin key.
     """
@@ -166,8 +171,17 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
             f"collection {retriever.store.collection!r} holds tenants' documents: serve it with tenant keys "
             "(tenants.keys_file or RETRIEVER_TENANT_KEYS; README, Tenants), so that each key sees only its tenant's"
         )
+    if keys is not None and settings.service.mcp:
+        raise ConfigError("the MCP endpoint does not scope by tenant keys yet: set service.mcp = false with tenants")
     if keys is not None and api_key:
         keys = TenantKeys((*keys.entries, KeyEntry(hashlib.sha256(api_key.encode()).digest(), None)))
+    metrics = Metrics()
+    open_paths = OPEN_PATHS | {"/metrics"} if settings.service.open_metrics else OPEN_PATHS
+    mcp = None
+    if settings.service.mcp:
+        from retriever.service.mcp_tools import McpEndpoint
+
+        mcp = McpEndpoint(settings)
     upload_limit = settings.service.max_upload_bytes + MULTIPART_OVERHEAD
     json_limit = settings.service.max_json_bytes
 
@@ -179,9 +193,15 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
         load = getattr(retriever.encoder, "load", None)
         if load is not None:  # the encoder loads its weights on first use: ready means loaded
             await asyncio.to_thread(load)
-        app.state.service = ServiceState(AsyncRetriever(retriever), keys=keys)
+        state = ServiceState(AsyncRetriever(retriever), metrics=metrics, keys=keys)
+        metrics.watch(state.retriever, lambda: state.writes)
+        app.state.service = state
         try:
-            yield
+            if mcp is None:
+                yield
+            else:
+                async with mcp.running():
+                    yield
         finally:
             await app.state.service.retriever.aclose()
 
@@ -197,9 +217,11 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
         ),
         lifespan=lifespan,
     )
-    app.state.open_paths = OPEN_PATHS
+    app.state.metrics = metrics
+    app.state.open_paths = open_paths
     key_valid = None if keys is None else (lambda given: keys.lookup(given) is not None)
-    app.add_middleware(ServiceGuard, api_key=key, open_paths=OPEN_PATHS, limit_for=limit_for, key_valid=key_valid)
+    app.add_middleware(ServiceGuard, api_key=key, open_paths=open_paths, limit_for=limit_for, key_valid=key_valid)
+    app.add_middleware(RequestContext, metrics=metrics)  # outermost: refusals get a request id and are counted
     _add_error_handlers(app)
     app.include_router(routes.health)
     # With a key, the schema says so: the scheme is declared and 401 is a documented answer of every route.
@@ -219,8 +241,11 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
                 403: {"model": ErrorResponse, "description": "This API key may not act for the tenant named"},
                 **routes.errors(422),
             }
-    for router in (routes.search, routes.documents, routes.collections):
+    for router in (routes.search, bulk, routes.documents, routes.collections):
         app.include_router(router, **keyed)
+    app.include_router(routes.observability, **({} if settings.service.open_metrics else keyed))
+    if mcp is not None:
+        mcp.mount(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -246,9 +271,23 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 def serve(settings: Settings, log_level: str = "info") -> None:
     """Open the model and the store, then serve until interrupted (one process: it owns the store)."""
-    import uvicorn
+    from indexer.extras import needs
 
+    with needs("service", "retriever serve"):  # before the model loads: every module the service uses
+        import prometheus_client  # noqa: F401
+        import uvicorn
+
+        if settings.service.mcp:
+            import mcp  # noqa: F401
+    configure_logging(settings.service.log_format, log_level)
     started = time.perf_counter()
     retriever = open_for_service(settings)
     logger.info("model and store open in %.1fs", time.perf_counter() - started)
-    uvicorn.run(create_app(retriever), host=settings.service.host, port=settings.service.port, log_level=log_level)
+    uvicorn.run(
+        create_app(retriever),
+        host=settings.service.host,
+        port=settings.service.port,
+        log_level=log_level,
+        log_config=None,  # configure_logging's handler: every line with its request id, text or JSON
+        access_log=False,  # RequestContext writes one line per request (retriever.access), with its id
+    )

@@ -12,14 +12,15 @@ from email.message import Message
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
 from indexer.admin import collection_status, delete_document
 from indexer.leases import LeaseTimings
 from indexer.loaders import SUPPORTED_SUFFIXES
-from indexer.modes import SearchMode
 from indexer.pipeline import ingest_bytes
 from indexer.validation import check_doc_id, check_file_name, check_metadata
+from retriever.api import SearchOptions
+from retriever.context import Context
 from retriever.service.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
@@ -83,6 +84,7 @@ health = APIRouter(tags=["health"], responses=errors(*_ALWAYS))
 search = APIRouter(tags=["search"], responses=errors(400, 415, 422, 503, *_ALWAYS), dependencies=[Depends(json_body)])
 documents = APIRouter(tags=["documents"], responses=errors(503, *_ALWAYS))
 collections = APIRouter(tags=["collections"], responses=errors(404, 503, *_ALWAYS))
+observability = APIRouter(tags=["observability"], responses=errors(*_ALWAYS))
 
 
 # ------------------------------------------------------------------------------------------- health
@@ -110,18 +112,39 @@ async def readyz(service: Service) -> dict[str, Any]:
     return {"status": "ready", "collection": service.retriever.store.collection, "points": points}
 
 
+@observability.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "the metrics"}},
+)
+async def metrics(request: Request) -> Response:
+    """Requests and latency by route, method, mode and status; query encoding; queues; ingest; store errors."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(request.app.state.metrics.text(), media_type=CONTENT_TYPE_LATEST)
+
+
 # ------------------------------------------------------------------------------------------- search
 
 
-def _mode(service: Service, mode: SearchMode | None) -> SearchMode:
-    return mode or service.settings.retrieval.mode
+def search_options(body: SearchRequest | BatchSearchRequest, service: Service) -> SearchOptions:
+    """The one place where a request body becomes a search (what the caller may choose, and nothing else)."""
+    return SearchOptions(
+        limit=body.limit,
+        mode=body.mode or service.settings.retrieval.mode,
+        filter=body.filter,
+        group_by=body.group_by,
+        group_size=body.group_size,
+        diversity=body.diversity,
+    )
 
 
 @search.post("/search", response_model=SearchResponse)
 async def search_one(body: SearchRequest, service: Service) -> dict[str, Any]:
-    mode = _mode(service, body.mode)
-    hits = await service.retriever.search(body.query, limit=body.limit, mode=mode, filter=body.filter)
-    return {"mode": mode.value, "hits": [h.as_dict() for h in hits]}
+    options = search_options(body, service)
+    [hits] = await service.search([body.query], options)
+    return {"mode": service.mode_of(options).value, "hits": [h.as_dict() for h in hits]}
 
 
 @search.post("/search/batch", response_model=BatchSearchResponse)
@@ -129,16 +152,19 @@ async def search_batch(body: BatchSearchRequest, service: Service) -> dict[str, 
     max_batch = service.settings.service.max_batch_queries
     if len(body.queries) > max_batch:
         raise ApiError(422, f"{len(body.queries)} queries in one batch; the limit is {max_batch}")
-    mode = _mode(service, body.mode)
-    results = await service.retriever.search_batch(body.queries, limit=body.limit, mode=mode, filter=body.filter)
-    return {"mode": mode.value, "results": [[h.as_dict() for h in hits] for hits in results]}
+    options = search_options(body, service)
+    results = await service.search(body.queries, options)
+    return {"mode": service.mode_of(options).value, "results": [[h.as_dict() for h in hits] for hits in results]}
 
 
 @search.post("/context", response_model=ContextResponse)
 async def context(body: ContextRequest, service: Service) -> dict[str, Any]:
     """Search, then build a prompt context: merged passages with numbered citations within ``max_tokens``."""
-    hits = await service.retriever.search(body.query, limit=body.limit, mode=body.mode, filter=body.filter)
-    ctx = await asyncio.to_thread(service.context, hits, body.max_tokens)
+    ctx = await service.context_for(body.query, search_options(body, service), body.max_tokens)
+    return context_answer(ctx)
+
+
+def context_answer(ctx: Context) -> dict[str, Any]:
     return {
         "text": ctx.text,
         "tokens": ctx.tokens,
@@ -198,10 +224,13 @@ async def upload(
     if len(data) > max_upload:
         raise ApiError(413, f"the file is over the limit of {max_upload} bytes")
     ar = service.retriever
-    async with service.write_lock:
+    async with service.writing():
         doc, result = await asyncio.to_thread(
             ingest_bytes, data, name, service.settings, ar.encoder, ar.store, doc_id=doc_id, metadata=meta
         )
+    service.metrics.documents.labels(result.status).inc()
+    if result.status == "ok":
+        service.metrics.chunks.inc(result.chunks)
     if result.status == "busy":  # another writer is changing this document now
         raise ApiError(409, f"cannot ingest {name} now: {result.error}; try again")
     if result.status not in ("ok", "unchanged"):
@@ -222,8 +251,10 @@ async def delete(doc_id: str, service: Service) -> dict[str, Any]:
     """Delete a document: every chunk of every version, and its record."""
     store = service.retriever.store
     timings = LeaseTimings.from_settings(service.settings.ingest)
-    async with service.write_lock:  # DocumentBusy (another writer holds it past busy_wait_seconds): 409
+    async with service.writing():  # DocumentBusy (another writer holds it past busy_wait_seconds): 409
         removed = await asyncio.to_thread(delete_document, store, doc_id, timings)
+    if removed is not None:
+        service.metrics.deleted.inc()
     if removed is None:
         raise ApiError(404, f"no document {doc_id[:200]!r} in collection {store.collection!r}")
     return {"doc_id": doc_id, "deleted": removed}

@@ -8,6 +8,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from indexer.modes import MAX_LIMIT, MAX_QUERY_CHARS, SearchMode
+from indexer.store.groups import MAX_GROUP_FIELD_CHARS, MAX_GROUP_SIZE
 
 FilterSpec = dict[str, Any] | list[str] | str | None
 _FILTER_HELP = (
@@ -40,18 +41,36 @@ class _Body(BaseModel):
 Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, examples=["late delivery penalty"])]
 
 
-class SearchRequest(_Body):
-    query: Query
-    limit: StrictLimit | None = Field(None, description="hits to return (default from config)")
+class _Options(_Body):
+    """What every search may choose; each None takes the configured default."""
+
+    limit: StrictLimit | None = Field(None, description="hits to return, or groups with group_by (default from config)")
     mode: SearchMode | None = Field(None, description="retrieval mode (default from config)")
     filter: FilterSpec = Field(None, description=_FILTER_HELP)
+    group_by: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_GROUP_FIELD_CHARS,
+        description="results per document: group hits by this payload field (e.g. doc_id); limit then counts "
+        "groups, and the hits come group by group, best group first, each with its `group`",
+        examples=["doc_id"],
+    )
+    group_size: JsonInt | None = Field(None, ge=1, le=MAX_GROUP_SIZE, description="hits per group (default 1)")
+    diversity: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="MMR over the dense vector after the mode: 0 relevance only, 1 difference only; scores are "
+        "then dense cosines",
+    )
 
 
-class BatchSearchRequest(_Body):
+class SearchRequest(_Options):
+    query: Query
+
+
+class BatchSearchRequest(_Options):
     queries: list[Query] = Field(min_length=1, description="each checked as a single query is")
-    limit: StrictLimit | None = None
-    mode: SearchMode | None = None
-    filter: FilterSpec = None
 
 
 class ContextRequest(SearchRequest):
@@ -70,6 +89,7 @@ class Hit(BaseModel):
     start: int | None = None
     end: int | None = None
     headings: list[str] = Field(default_factory=list, description="the heading path of the chunk's section")
+    group: str | int | None = Field(None, description="the grouping field's value, in a search with group_by")
 
 
 class SearchResponse(BaseModel):

@@ -215,6 +215,13 @@ class QdrantStandIn:
             ]
         return self.engine.query_batch_points(collection, requests=searches)
 
+    def _query_groups(
+        self, collection: str, query: models.QueryRequest, group_by: str, group_size: int
+    ) -> models.GroupsResult:
+        from indexer.store.groups import groups_arguments
+
+        return self.engine.query_points_groups(collection, **groups_arguments(query, group_by, group_size))
+
     def _count(self, collection: str, filter: models.Filter | None) -> models.CountResult:
         return self.engine.count(collection, count_filter=filter, exact=True)
 

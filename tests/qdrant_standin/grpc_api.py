@@ -28,6 +28,7 @@ _GRPC_OPS = {
     "/qdrant.Collections/CollectionExists": "exists",
     "/qdrant.Points/Count": "count",
     "/qdrant.Points/QueryBatch": "query_batch",
+    "/qdrant.Points/QueryGroups": "query_groups",
     "/qdrant.Points/Upsert": "upsert",
 }
 
@@ -167,6 +168,28 @@ class _Points(pb.PointsServicer):
             result=[pb.BatchResult(result=[RestToGrpc.convert_scored_point(p) for p in r.points]) for r in responses],
             time=0.0,
         )
+
+    def QueryGroups(self, request: Any, context: grpc.ServicerContext) -> Any:
+        # The fields a groups request shares with a query request, read as one
+        shared = pb.QueryPoints(collection_name=request.collection_name, prefetch=list(request.prefetch))
+        for name in ("query", "using", "filter", "params", "score_threshold", "with_payload", "limit"):
+            if request.HasField(name):
+                value = getattr(request, name)
+                if hasattr(value, "CopyFrom"):
+                    getattr(shared, name).CopyFrom(value)
+                else:
+                    setattr(shared, name, value)
+        result = _grpc(
+            self.s,
+            "query_groups",
+            request,
+            context,
+            collection=request.collection_name,
+            query=GrpcToRest.convert_query_points(shared),
+            group_by=request.group_by,
+            group_size=request.group_size if request.HasField("group_size") else 3,
+        )
+        return pb.QueryGroupsResponse(result=RestToGrpc.convert_groups_result(result), time=0.0)
 
     def Count(self, request: Any, context: grpc.ServicerContext) -> Any:
         flt = GrpcToRest.convert_filter(request.filter) if request.HasField("filter") else None

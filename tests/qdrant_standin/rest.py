@@ -23,6 +23,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("PUT", re.compile(r"^/collections/(?P<c>[^/]+)/points$"), "upsert"),
     ("POST", re.compile(r"^/collections/(?P<c>[^/]+)/points/delete$"), "delete"),
     ("POST", re.compile(r"^/collections/(?P<c>[^/]+)/points/query/batch$"), "query_batch"),
+    ("POST", re.compile(r"^/collections/(?P<c>[^/]+)/points/query/groups$"), "query_groups"),
     ("POST", re.compile(r"^/collections/(?P<c>[^/]+)/points/count$"), "count"),
     ("POST", re.compile(r"^/collections/(?P<c>[^/]+)/points/scroll$"), "scroll"),
     ("POST", re.compile(r"^/collections/(?P<c>[^/]+)/points$"), "retrieve"),
@@ -52,6 +53,15 @@ def _rest_args(op: str, collection: str | None, body: dict[str, Any], query: dic
     if op == "query_batch":
         searches = models.QueryRequestBatch.model_validate(body).searches
         return {"collection": collection, "searches": searches}
+    if op == "query_groups":
+        body = dict(body)
+        group_by, group_size = body.pop("group_by"), body.pop("group_size", 3)
+        return {
+            "collection": collection,
+            "query": models.QueryRequest.model_validate(body),
+            "group_by": group_by,
+            "group_size": group_size,
+        }
     if op == "count":
         req = models.CountRequest.model_validate(body)
         return {"collection": collection, "filter": req.filter}
