@@ -69,6 +69,7 @@ def test_keys_decide_the_tenant_and_wrong_ones_are_refused(c: httpx.Client) -> N
     assert c.post("/search", json=body, headers={**ADMIN_H, "X-Tenant": "a/../b"}).status_code == 422
     assert c.get("/healthz").status_code == 200
     assert c.get("/readyz").json()["points"] == 0  # open to anyone: the collection's size is not told
+    assert c.post("/mcp", json={}, headers=A).status_code == 404  # not served until it scopes by tenant keys
     schema = c.get("/openapi.json", headers=A).json()
     search = schema["paths"]["/search"]["post"]
     assert {"401", "403", "422"} <= set(search["responses"])
@@ -165,3 +166,13 @@ def test_a_collection_with_tenants_is_not_served_without_tenant_keys(
         assert create_app(r, keys=TenantKeys.parse(f"{hash_key(KEY_A)} a", "test")) is not None
     finally:
         r.close()
+
+
+def test_bulk_routes_stay_in_the_tenant(c: httpx.Client) -> None:
+    b0 = c.get("/collections/test_docs", headers=B).json()
+    r = c.post("/documents/metadata", json={"filter": {"tenant": "b"}, "metadata": {"x": 1}}, headers=A)
+    assert r.status_code in (200, 404) and not r.json().get("done")
+    r = c.post("/documents/delete", json={"filter": {"kind": "chunk"}}, headers=A)  # everything a holds
+    assert r.status_code == 200, r.text
+    assert c.get("/collections/test_docs", headers=A).json()["documents"] == 0
+    assert c.get("/collections/test_docs", headers=B).json() == b0

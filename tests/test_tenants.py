@@ -265,3 +265,39 @@ def test_the_tenant_field_cannot_be_one_the_indexer_writes(field: str) -> None:
 
     with pytest.raises(ConfigError, match="tenants.field"):
         load_settings(overrides={"tenants": {"field": field}}, env={})
+
+
+def test_groups_and_diversity_are_scoped(shared: Retriever) -> None:
+    a_ids = set(points_of(shared.store, "a"))
+    a = shared.for_tenant("a")
+    for query in (EN_QUERY, RU_QUERY):
+        grouped = a.search(query, limit=10, mode="hybrid", group_by="doc_id", group_size=3)
+        assert {h.id for h in grouped} <= a_ids and {h.doc_id for h in grouped} <= {
+            "qdrant-hybrid-search-notes.txt",
+            "remote-work-policy.md",
+        }
+        diverse = a.search(query, limit=10, mode="dense", diversity=0.5)
+        assert diverse and {h.id for h in diverse} <= a_ids
+
+
+def test_delete_and_metadata_by_filter_stay_in_the_tenant(
+    tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path: Path, engine: str
+) -> None:
+    from indexer.admin import delete_where, update_metadata_where
+
+    s = make_settings(tiny_model_dir, tmp_path / "store" if engine == "edge" else ":memory:", engine)
+    store = open_store(s.qdrant, s.collection.name)
+    try:
+        a, b = TenantStore(store, FIELD, "a"), TenantStore(store, FIELD, "b")
+        for tenant in (a, b):
+            ingest_bytes(b"shared project notes", "notes.txt", s, encoder, tenant, metadata={"project": "apollo"})
+        b_before = points_of(store, "b")
+        everything = models.Filter(must=[models.FieldCondition(key="kind", match=models.MatchValue(value="chunk"))])
+        assert update_metadata_where(a, everything, {"project": "zeus"}).done == ("notes.txt",)
+        assert points_of(store, "b") == b_before
+        b_tenant = models.Filter(must=[models.FieldCondition(key=FIELD, match=models.MatchValue(value="b"))])
+        assert delete_where(a, b_tenant).done == ()  # a filter naming b finds nothing of a, and deletes nothing
+        assert delete_where(a, everything).done == ("notes.txt",)
+        assert points_of(store, "b") == b_before and points_of(store, "a") == {}
+    finally:
+        store.close()

@@ -171,14 +171,14 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
             f"collection {retriever.store.collection!r} holds tenants' documents: serve it with tenant keys "
             "(tenants.keys_file or RETRIEVER_TENANT_KEYS; README, Tenants), so that each key sees only its tenant's"
         )
-    if keys is not None and settings.service.mcp:
-        raise ConfigError("the MCP endpoint does not scope by tenant keys yet: set service.mcp = false with tenants")
     if keys is not None and api_key:
         keys = TenantKeys((*keys.entries, KeyEntry(hashlib.sha256(api_key.encode()).digest(), None)))
     metrics = Metrics()
     open_paths = OPEN_PATHS | {"/metrics"} if settings.service.open_metrics else OPEN_PATHS
     mcp = None
-    if settings.service.mcp:
+    if settings.service.mcp and keys is not None:  # fail closed: its tools would answer for every tenant
+        logger.warning("the MCP endpoint does not scope by tenant keys yet: /mcp is not served with tenant keys")
+    elif settings.service.mcp:
         from retriever.service.mcp_tools import McpEndpoint
 
         mcp = McpEndpoint(settings)
