@@ -29,6 +29,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "QDRANT_API_KEY": ("qdrant", "api_key"),
     "INDEXER_MODEL": ("model", "name"),
     "RETRIEVER_API_KEY": ("service", "api_key"),
+    "RETRIEVER_TENANT_KEYS": ("tenants", "keys"),
 }
 ENV_CONFIG_PATH = "INDEXER_CONFIG"
 
@@ -216,6 +217,24 @@ class ServiceSettings(_Section):
     mcp: bool = True  # serve the MCP tools (search, context) at /mcp, behind the same API key
 
 
+class TenantSettings(_Section):
+    """Tenants sharing one collection (``indexer.tenants``; README, "Tenants")."""
+
+    # The payload field naming a point's tenant (indexed as the tenant); not a field the indexer writes itself.
+    field: str = Field("tenant", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    keys_file: str | None = None  # service: lines "<sha256 hex of a key> <tenant>" ("*": an admin key)
+    keys: str | None = Field(None, repr=False)  # the same lines (newline- or ";"-separated), from RETRIEVER_TENANT_KEYS
+
+    @field_validator("field")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        from indexer.points import RESERVED_FIELDS
+
+        if v in RESERVED_FIELDS:
+            raise ValueError(f"{v!r} is a payload field the indexer writes itself; choose another name")
+        return v
+
+
 class Settings(_Section):
     model: ModelSettings = ModelSettings()
     chunking: ChunkingSettings = ChunkingSettings()
@@ -224,6 +243,7 @@ class Settings(_Section):
     retrieval: RetrievalSettings = RetrievalSettings()
     ingest: IngestSettings = IngestSettings()
     service: ServiceSettings = ServiceSettings()
+    tenants: TenantSettings = TenantSettings()
 
     def replace(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some fields of some sections replaced, validated again."""

@@ -25,6 +25,14 @@ def point_id(doc_id: str, content_hash: str, chunk_index: int) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, f"{doc_id}\x1f{content_hash}\x1f{chunk_index}"))
 
 
+# Top-level payload fields of chunks and bookkeeping records (the tenant field must be none of them).
+_RESERVED = (
+    "kind doc_id source content_hash chunk_index text pages page start end token_count headings metadata state "
+    "root pending_hash chunks tokens file_size file_mtime_ns claim owner version expires process host pid label"
+)
+RESERVED_FIELDS = frozenset(_RESERVED.split())
+
+
 def chunk_payload(chunk: Chunk) -> dict[str, Any]:
     return {
         "kind": "chunk",

@@ -22,7 +22,7 @@ COLBERT = "colbert"
 # codes of them, which ranks as cosine ranks the originals (indexer.storage); sparse is always a dot product.
 
 # Payload fields that filters and bookkeeping use, and their index type ("keyword" or "integer").
-PayloadType = Literal["keyword", "integer"]
+PayloadType = Literal["keyword", "integer", "tenant"]  # "tenant": a keyword index marked is_tenant
 PAYLOAD_INDEXES: dict[str, PayloadType] = {
     "kind": "keyword",  # chunk | document | collection (see indexer.records)
     "state": "keyword",
@@ -34,6 +34,17 @@ PAYLOAD_INDEXES: dict[str, PayloadType] = {
     "pages": "integer",
 }
 KEYWORD_FIELDS = frozenset(k for k, v in PAYLOAD_INDEXES.items() if v == "keyword")
+# The tenant field's index (``indexer.tenants``): a keyword index marked ``is_tenant`` where the engine has one.
+TENANT_INDEX: PayloadType = "tenant"
+
+
+def payload_indexes(tenant_field: str | None) -> dict[str, PayloadType]:
+    """The payload indexes a collection needs: ``PAYLOAD_INDEXES``, and the tenant field's when it has tenants."""
+    indexes = dict(PAYLOAD_INDEXES)
+    if tenant_field is not None:
+        indexes[tenant_field] = TENANT_INDEX
+    return indexes
+
 
 VectorKind = Literal["dense", "multivector", "sparse"]
 
@@ -175,6 +186,7 @@ class CollectionSpec:
     write_consistency_factor: int | None = None
     max_segment_size_kb: int | None = None
     indexing_threshold_kb: int | None = None
+    tenant_field: str | None = None  # indexed as the tenant (``indexer.tenants``) when the collection has tenants
 
     @classmethod
     def for_model(

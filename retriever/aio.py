@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +22,8 @@ from indexer.config import Settings
 from indexer.errors import QueryError
 from indexer.models import Embedding, Hit
 from indexer.modes import SearchMode
-from indexer.store import AsyncStore, concurrent
+from indexer.store import AsyncStore, Store, concurrent
+from indexer.tenants import TenantAsyncStore, TenantStore
 from retriever.api import Retriever, SearchHit, SearchOptions
 from retriever.scheduler import ScheduledEncoder
 
@@ -113,7 +115,8 @@ class AsyncRetriever:
         self.encoder = ScheduledEncoder(retriever.encoder, slice_tokens=service.upload_slice_tokens)
         # A thread-safe view of the store (uploads, blocking searches) and its async side (searches, counts);
         # ``store`` replaces the async side (tests).
-        self.store, native = concurrent(retriever.store)
+        safe, native = concurrent(retriever.store)
+        self.store: Store = safe
         self.astore: AsyncStore = store or native
         self.batcher = QueryBatcher(self.encoder, max_batch or service.encode_batch)
 
@@ -131,6 +134,16 @@ class AsyncRetriever:
         await self.batcher.aclose()
         await self.astore.close()
         await asyncio.to_thread(self.store.close)
+
+    def for_tenant(self, tenant: str) -> AsyncRetriever:
+        """A view that searches, counts and writes only ``tenant``'s documents (``Retriever.for_tenant``); it
+        shares the model, its batcher and the store's locks. Close the original, not the view."""
+        view = copy.copy(self)
+        view.retriever = self.retriever.for_tenant(tenant)
+        field = self.settings.tenants.field
+        view.store = TenantStore(self.store, field, tenant)
+        view.astore = TenantAsyncStore(self.astore, field, tenant)
+        return view
 
     async def search(
         self,

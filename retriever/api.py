@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from indexer.schema import COLBERT, DENSE, CollectionInfo
 from indexer.store import Store
 from indexer.store.features import unsupported
 from indexer.store.groups import GroupKey, HitGroup, check_group_by, check_group_size
+from indexer.tenants import TenantStore
 from indexer.validation import is_valid_unicode
 from retriever.query import build_request, check_filter, diversify, final_threshold, parse_filter, score_divisor
 from retriever.stored import PLAIN, Storage
@@ -156,6 +158,13 @@ class Retriever:
 
     def close(self) -> None:
         self.store.close()
+
+    def for_tenant(self, tenant: str) -> Retriever:
+        """A view of this retriever that searches only ``tenant``'s documents (``indexer.tenants``): the same
+        model and store; every request, and every prefetch in it, is scoped. Close the original, not the view."""
+        view = copy.copy(self)
+        view.store = TenantStore(self.store, self.settings.tenants.field, tenant)
+        return view
 
     def _unsupported(
         self, mode: SearchMode, *, groups: bool = False, diversity: float | None = None, min_score: bool = False

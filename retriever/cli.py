@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-size", type=int, help="hits per group (default 1)")
     p.add_argument("--diversity", type=float, help="MMR after the mode, 0 (relevance only) to 1 (difference only)")
     p.add_argument("--json", action="store_true", help="print hits as JSON")
+    p.add_argument("--tenant", help="search only this tenant's documents (README, Tenants)")
     add_common_args(p)
 
     e = sub.add_parser(
@@ -172,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             flt = flt[0]
         with Retriever(settings) as r:
             mode = args.mode or settings.retrieval.mode
-            hits = r.search(
+            scoped = r if args.tenant is None else r.for_tenant(args.tenant)
+            hits = scoped.search(
                 args.query,
                 limit=args.limit,
                 mode=mode,

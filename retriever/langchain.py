@@ -55,24 +55,31 @@ class M3Retriever(BaseRetriever):
     group_by: str | None = None  # e.g. "doc_id": k different documents (see SearchOptions)
     group_size: int | None = None
     diversity: float | None = None  # MMR after the mode
+    tenant: str | None = None  # search only this tenant's documents (README, Tenants)
+
+    def _sync(self) -> Retriever:
+        return self.retriever if self.tenant is None else self.retriever.for_tenant(self.tenant)
+
+    def _async(self) -> AsyncRetriever | None:
+        ar = self.async_retriever
+        return ar if ar is None or self.tenant is None else ar.for_tenant(self.tenant)
 
     def _options(self) -> SearchOptions:
         return SearchOptions(self.k, self.mode, self.filter, self.group_by, self.group_size, self.diversity)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        o = self._options()
-        if self.async_retriever is not None:  # its locks make sync and async calls safe together
-            hits = self.async_retriever.search_blocking(query, **_kwargs(o))
-        else:
-            hits = self.retriever.search(query, **_kwargs(o))
+        o, ar = self._options(), self._async()
+        # With an async retriever, its locks make sync and async calls safe together.
+        hits = ar.search_blocking(query, **_kwargs(o)) if ar is not None else self._sync().search(query, **_kwargs(o))
         return [to_document(h) for h in hits]
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
     ) -> list[Document]:
-        if self.async_retriever is None:
+        ar = self._async()
+        if ar is None:
             return await super()._aget_relevant_documents(query, run_manager=run_manager)
-        [hits] = await self.async_retriever.search_planned([query], self._options())
+        [hits] = await ar.search_planned([query], self._options())
         return [to_document(h) for h in hits]
 
 

@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Any
 from indexer.conditions import AnyFilter
 from indexer.errors import QueryError, StoreError
 from indexer.models import Hit, PointRecord, StoredPoint
-from indexer.schema import COLBERT, DENSE, PAYLOAD_INDEXES, SPARSE, CollectionInfo, CollectionSpec, check_shape
+from indexer.schema import (
+    COLBERT,
+    DENSE,
+    SPARSE,
+    TENANT_INDEX,
+    CollectionInfo,
+    CollectionSpec,
+    check_shape,
+    payload_indexes,
+)
 from indexer.storage import distance_for
 from indexer.store.base import AsyncStore, to_hit, to_stored
 from indexer.store.edge_requests import edge_filter, edge_point, edge_request
@@ -92,12 +101,15 @@ def edge_config(spec: CollectionSpec) -> Any:
 def _edge_schema(kind: str) -> Any:
     import qdrant_edge as qe
 
+    if kind == TENANT_INDEX:
+        return qe.KeywordIndexParams(is_tenant=True)
     return {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}[kind]
 
 
-def _edge_kind(data_type: Any) -> str:
-    """Edge's ``PayloadSchemaType.Keyword`` as ``"keyword"``."""
-    return str(data_type).rsplit(".", 1)[-1].lower()
+def _edge_kind(info: Any) -> str:
+    """An Edge payload index as ``"keyword"``, ``"integer"`` or ``"tenant"`` (a keyword index marked is_tenant)."""
+    kind = str(info.data_type).rsplit(".", 1)[-1].lower()
+    return TENANT_INDEX if kind == "keyword" and getattr(info.params, "is_tenant", None) else kind
 
 
 def _recorded_info(name: str, meta: dict[str, Any]) -> CollectionInfo:
@@ -175,7 +187,7 @@ class EdgeStore:
             check_shape(spec.info(), _recorded_info(self.collection, meta))
             if self.shard is None:
                 self._load()
-            self._create_missing_indexes()
+            self._create_missing_indexes(spec.tenant_field)
             return
         import qdrant_edge as qe
 
@@ -186,19 +198,19 @@ class EdgeStore:
         try:
             self.shard = qe.EdgeShard.create(str(self.path), edge_config(spec))
             self._claim()
-            self._create_missing_indexes()
+            self._create_missing_indexes(spec.tenant_field)
         except Exception as e:
             raise StoreError(f"cannot create the embedded collection at {self.path}: {e}") from e
         tmp = self.path / (META_FILE + ".tmp")
         tmp.write_text(json.dumps({"spec": spec.as_dict(), "shape": spec.info().vectors_dict()}, indent=2))
         os.replace(tmp, self.path / META_FILE)  # the record appears only once the shard is complete
 
-    def _create_missing_indexes(self) -> None:
+    def _create_missing_indexes(self, tenant_field: str | None = None) -> None:
         """The payload indexes the shard lacks (a collection from an older build, or a creation cut short)."""
         import qdrant_edge as qe
 
-        have = {field: _edge_kind(info.data_type) for field, info in self._shard().info().payload_schema.items()}
-        for field, kind in PAYLOAD_INDEXES.items():
+        have = {field: _edge_kind(info) for field, info in self._shard().info().payload_schema.items()}
+        for field, kind in payload_indexes(tenant_field).items():
             if have.get(field) != kind:
                 op = qe.UpdateOperation.create_field_index(field, _edge_schema(kind))
                 self._run(f"creating the payload index on {field!r}", self._shard().update, op)

@@ -12,7 +12,7 @@ from indexer.conditions import AnyFilter
 from indexer.config import QdrantSettings
 from indexer.errors import StoreError, TransientStoreError
 from indexer.models import Hit, PointRecord, StoredPoint
-from indexer.schema import PAYLOAD_INDEXES, CollectionInfo, CollectionSpec, check_shape
+from indexer.schema import CollectionInfo, CollectionSpec, check_shape, payload_indexes
 from indexer.store.base import AsyncStore, to_hit, to_stored
 from indexer.store.errors import already_exists, classify, store_error
 from indexer.store.features import MIN_SERVER_VERSION, Version, parse_version, show
@@ -153,7 +153,7 @@ class QdrantStore:
             self._warn_on_cluster_settings(spec, info)
             schema = dict(info.payload_schema or {})
         if self.server:  # local mode has no payload indexes (it warns); create them before any upload
-            for field, kind in missing_indexes(schema, PAYLOAD_INDEXES).items():
+            for field, kind in missing_indexes(schema, payload_indexes(spec.tenant_field)).items():
                 what = f"creating the payload index on {field!r}"
                 self._write(what, self.client.create_payload_index, self.collection, field, PAYLOAD_TYPES[kind])
 

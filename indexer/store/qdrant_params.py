@@ -17,7 +17,11 @@ from indexer.storage import distance_for
 
 _DATATYPES = {"float32": models.Datatype.FLOAT32, "float16": models.Datatype.FLOAT16, "uint8": models.Datatype.UINT8}
 _DISTANCES = {"cosine": models.Distance.COSINE, "euclid": models.Distance.EUCLID}
-PAYLOAD_TYPES = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.PayloadSchemaType.INTEGER}
+PAYLOAD_TYPES: dict[str, models.PayloadSchemaType | models.KeywordIndexParams] = {
+    "keyword": models.PayloadSchemaType.KEYWORD,
+    "integer": models.PayloadSchemaType.INTEGER,
+    "tenant": models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),  # server >= 1.11
+}
 
 
 def client_options(settings: QdrantSettings) -> dict[str, Any]:
@@ -132,6 +136,9 @@ def collection_info(name: str, info: models.CollectionInfo) -> CollectionInfo:
 def missing_indexes(schema: dict[str, Any], wanted: dict[str, PayloadType]) -> dict[str, PayloadType]:
     """Payload indexes ``wanted`` that ``schema`` (a collection's ``payload_schema``) lacks or has as another type."""
     have = {field: _value(getattr(i, "data_type", None), "") for field, i in schema.items()}
+    for field, i in schema.items():
+        if have[field] == "keyword" and getattr(getattr(i, "params", None), "is_tenant", None):
+            have[field] = "tenant"
     return {field: kind for field, kind in wanted.items() if have.get(field) != kind}
 
 

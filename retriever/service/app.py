@@ -7,6 +7,7 @@ uploads and deletes go through it, serialized with searches (see ``indexer.store
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from indexer.config import Settings
 from indexer.errors import (
+    ConfigError,
     DocumentBusy,
     IndexerError,
     InvalidInputError,
@@ -30,13 +32,16 @@ from indexer.errors import (
     StoreRequestError,
 )
 from indexer.runtime import open_runtime
+from indexer.tenants import holds_tenants
 from retriever.aio import AsyncRetriever
 from retriever.api import Retriever
 from retriever.service import routes
 from retriever.service.bulk import bulk
 from retriever.service.guard import API_KEY_HEADER, INTERNAL_ERROR, ServiceGuard, error_response
 from retriever.service.observability import Metrics, RequestContext, configure_logging
+from retriever.service.schemas import ErrorResponse
 from retriever.service.state import ApiError, ServiceState
+from retriever.service.tenancy import TENANT_HEADER, KeyEntry, TenantKeys
 
 logger = logging.getLogger(__name__)
 
@@ -149,19 +154,31 @@ def _add_error_handlers(app: FastAPI) -> None:
 # ------------------------------------------------------------------------------------------- app
 
 
-def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
+def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKeys | None = None) -> FastAPI:
     """The service over an open ``Retriever``; the app owns it and closes it at shutdown.
 
     ``api_key`` defaults to ``service.api_key`` (``RETRIEVER_API_KEY``); when set, every route but the
     health probes (and ``/metrics`` with ``service.open_metrics``) needs it in the ``X-API-Key`` header,
-    the MCP endpoint (``/mcp``, ``service.mcp``) included.
+    the MCP endpoint (``/mcp``, ``service.mcp``) included. ``keys`` (default: ``TenantKeys.from_settings``)
+    are tenants' keys: then every request acts for one tenant (``retriever.service.tenancy``), and
+    ``api_key`` is an admin key.
     """
     settings = retriever.settings
     key = api_key if api_key is not None else settings.service.api_key
+    keys = keys if keys is not None else TenantKeys.from_settings(settings)
+    if keys is None and holds_tenants(retriever.store, settings.tenants.field):
+        raise ConfigError(
+            f"collection {retriever.store.collection!r} holds tenants' documents: serve it with tenant keys "
+            "(tenants.keys_file or RETRIEVER_TENANT_KEYS; README, Tenants), so that each key sees only its tenant's"
+        )
+    if keys is not None and api_key:
+        keys = TenantKeys((*keys.entries, KeyEntry(hashlib.sha256(api_key.encode()).digest(), None)))
     metrics = Metrics()
     open_paths = OPEN_PATHS | {"/metrics"} if settings.service.open_metrics else OPEN_PATHS
     mcp = None
-    if settings.service.mcp:
+    if settings.service.mcp and keys is not None:  # fail closed: its tools would answer for every tenant
+        logger.warning("the MCP endpoint does not scope by tenant keys yet: /mcp is not served with tenant keys")
+    elif settings.service.mcp:
         from retriever.service.mcp_tools import McpEndpoint
 
         mcp = McpEndpoint(settings)
@@ -176,7 +193,7 @@ def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
         load = getattr(retriever.encoder, "load", None)
         if load is not None:  # the encoder loads its weights on first use: ready means loaded
             await asyncio.to_thread(load)
-        state = ServiceState(AsyncRetriever(retriever), metrics=metrics)
+        state = ServiceState(AsyncRetriever(retriever), metrics=metrics, keys=keys)
         metrics.watch(state.retriever, lambda: state.writes)
         app.state.service = state
         try:
@@ -201,15 +218,29 @@ def create_app(retriever: Retriever, api_key: str | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = metrics
-    app.add_middleware(ServiceGuard, api_key=key, open_paths=open_paths, limit_for=limit_for)
+    app.state.open_paths = open_paths
+    key_valid = None if keys is None else (lambda given: keys.lookup(given) is not None)
+    app.add_middleware(ServiceGuard, api_key=key, open_paths=open_paths, limit_for=limit_for, key_valid=key_valid)
     app.add_middleware(RequestContext, metrics=metrics)  # outermost: refusals get a request id and are counted
     _add_error_handlers(app)
     app.include_router(routes.health)
     # With a key, the schema says so: the scheme is declared and 401 is a documented answer of every route.
     keyed: dict[str, Any] = {}
-    if key:
+    if key or keys is not None:
         scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="the service's API key")
         keyed = {"dependencies": [Security(scheme)], "responses": routes.errors(401)}
+        if keys is not None:  # a key of another tenant (403), an admin key naming no tenant (422)
+            tenant = APIKeyHeader(
+                name=TENANT_HEADER,
+                scheme_name="TenantHeader",
+                auto_error=False,
+                description="the tenant an admin key acts for (a tenant's own key needs none)",
+            )
+            keyed["dependencies"].append(Security(tenant))
+            keyed["responses"] |= {
+                403: {"model": ErrorResponse, "description": "This API key may not act for the tenant named"},
+                **routes.errors(422),
+            }
     for router in (routes.search, bulk, routes.documents, routes.collections):
         app.include_router(router, **keyed)
     app.include_router(routes.observability, **({} if settings.service.open_metrics else keyed))

@@ -51,9 +51,11 @@ class ServiceGuard:
         api_key: str | None,
         open_paths: frozenset[str],
         limit_for: Callable[[str, str], int],
+        key_valid: Callable[[bytes], bool] | None = None,
     ) -> None:
         self.app = app
         self.key = api_key.encode() if api_key else None
+        self.key_valid = key_valid  # tenant keys (``retriever.service.tenancy``): replaces ``api_key``
         self.open_paths = open_paths
         self.limit_for = limit_for
 
@@ -87,9 +89,10 @@ class ServiceGuard:
 
     def _refusal(self, scope: Scope) -> JSONResponse | None:
         headers = Headers(scope=scope)
-        if self.key and scope["path"] not in self.open_paths:
+        if (self.key or self.key_valid) and scope["path"] not in self.open_paths:
             given = headers.get(API_KEY_HEADER, "").encode("latin-1")  # the bytes as sent
-            if not hmac.compare_digest(given, self.key):
+            valid = self.key_valid(given) if self.key_valid else hmac.compare_digest(given, self.key or b"")
+            if not valid:
                 return error_response(401, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)")
         declared = headers.get("content-length", "")
         limit = self.limit_for(scope["method"], scope["path"])

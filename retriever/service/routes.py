@@ -107,6 +107,8 @@ async def readyz(service: Service) -> dict[str, Any]:
     except Exception as e:
         logger.warning("not ready: %s: %s", type(e).__name__, e)
         raise ApiError(503, "not ready: the collection does not answer (the details are in the service log)") from e
+    if service.keys is not None:  # tenants: the collection's size is not told to callers without a key
+        points = 0
     return {"status": "ready", "collection": service.retriever.store.collection, "points": points}
 
 

@@ -21,7 +21,9 @@ from indexer.modes import SearchMode
 from retriever.aio import AsyncRetriever
 from retriever.api import SearchHit, SearchOptions
 from retriever.context import Context, build_context, token_counter
+from retriever.service.guard import API_KEY_HEADER
 from retriever.service.observability import Metrics, note
+from retriever.service.tenancy import TENANT_HEADER, AccessDenied, TenantKeys
 
 
 class ApiError(Exception):
@@ -42,9 +44,20 @@ class ServiceState:
     context_lock: threading.Lock = field(default_factory=threading.Lock)
     metrics: Metrics = field(default_factory=Metrics)
     writes: int = 0  # uploads and deletes waiting for the write lock or holding it
+    keys: TenantKeys | None = None  # API keys of tenants; None: no tenants (one key or none, as configured)
+    tenant: str | None = None  # the tenant this view of the state acts for (``for_tenant``)
+    base: ServiceState | None = None  # the state a tenant's view was made from (it counts the writes)
 
     def __post_init__(self) -> None:
         self.context_tokenizer = copy.deepcopy(self.retriever.retriever.encoder.tokenizer)
+
+    def for_tenant(self, tenant: str) -> ServiceState:
+        """This state as one tenant's request sees it: every search, count and write scoped to ``tenant``;
+        the locks, the model, the store and the metrics are shared."""
+        view = copy.copy(self)
+        view.retriever = self.retriever.for_tenant(tenant)
+        view.tenant, view.base = tenant, self.base or self
+        return view
 
     @property
     def settings(self) -> Settings:
@@ -53,12 +66,13 @@ class ServiceState:
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[None]:
         """One upload or delete at a time (the write lock), counted while it waits and runs."""
-        self.writes += 1
+        counted = self.base or self
+        counted.writes += 1
         try:
             async with self.write_lock:
                 yield
         finally:
-            self.writes -= 1
+            counted.writes -= 1
 
     def mode_of(self, options: SearchOptions) -> SearchMode:
         return SearchMode.parse(options.mode or self.settings.retrieval.mode)
@@ -79,7 +93,16 @@ class ServiceState:
 
 
 def service_state(request: Request) -> ServiceState:
-    return request.app.state.service
+    """The state a request acts through: with tenant keys, scoped to the tenant its key allows."""
+    state: ServiceState = request.app.state.service
+    if state.keys is None or request.url.path in request.app.state.open_paths:
+        return state
+    key = request.headers.get(API_KEY_HEADER, "").encode("latin-1")
+    try:
+        tenant = state.keys.tenant_for(key, request.headers.get(TENANT_HEADER))
+    except AccessDenied as e:
+        raise ApiError(e.status, e.detail) from None
+    return state.for_tenant(tenant)
 
 
 Service = Annotated[ServiceState, Depends(service_state)]

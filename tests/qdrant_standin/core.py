@@ -152,8 +152,13 @@ class QdrantStandIn:
 
     def _get(self, collection: str) -> models.CollectionInfo:
         info = self.engine.get_collection(collection)
+        tenant = models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
         schema = {
-            f: models.PayloadIndexInfo(data_type=models.PayloadSchemaType(kind), points=0)
+            f: models.PayloadIndexInfo(
+                data_type=models.PayloadSchemaType("keyword" if kind == "tenant" else kind),
+                params=tenant if kind == "tenant" else None,
+                points=0,
+            )
             for f, kind in self.indexes.get(collection, {}).items()
         }
         params = info.config.params.model_copy(
@@ -188,6 +193,7 @@ class QdrantStandIn:
         return models.UpdateResult(operation_id=len(self.calls), status=status)
 
     def _create_index(self, collection: str, field_name: str, schema: str, wait: bool, ordering: str | None) -> Any:
+        """``schema``: "keyword", "integer", ... or "tenant" (a keyword index marked is_tenant)."""
         self.engine.get_collection(collection)  # not found -> 404
         self.indexes[collection][field_name] = schema
         return self._update_result(wait)

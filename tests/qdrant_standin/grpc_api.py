@@ -115,6 +115,9 @@ class _Points(pb.PointsServicer):
 
     def CreateFieldIndex(self, request: Any, context: grpc.ServicerContext) -> Any:
         schema = pb.FieldType.Name(request.field_type).removeprefix("FieldType").lower()
+        params = request.field_index_params
+        if params.HasField("keyword_index_params") and params.keyword_index_params.is_tenant:
+            schema = "tenant"
         result = _grpc(
             self.s,
             "create_index",

@@ -41,7 +41,10 @@ def _rest_args(op: str, collection: str | None, body: dict[str, Any], query: dic
         names = {"vectors": "vectors_config", "sparse_vectors": "sparse_vectors_config"}
         return {"collection": collection, **{names.get(k, k): getattr(create, k) for k in create.model_fields_set}}
     if op == "create_index":
-        return {"collection": collection, "field_name": body["field_name"], "schema": body["field_schema"], **write}
+        schema = body["field_schema"]
+        if isinstance(schema, dict):  # index params: {"type": "keyword", "is_tenant": true, ...}
+            schema = "tenant" if schema.get("is_tenant") else schema["type"]
+        return {"collection": collection, "field_name": body["field_name"], "schema": schema, **write}
     if op == "upsert":
         points = [models.PointStruct.model_validate(p) for p in body["points"]]
         return {"collection": collection, "points": points, **write}
