@@ -46,6 +46,13 @@ class HasId:
 
 
 @dataclass(frozen=True, slots=True)
+class IsEmpty:
+    """The payload field ``key`` is missing, null or an empty list."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class Filter:
     """Every ``must`` condition holds, at least one ``should`` (when there are any), no ``must_not``."""
 
@@ -54,7 +61,7 @@ class Filter:
     must_not: tuple[Condition, ...] = ()
 
 
-Condition: TypeAlias = Union[Match, MatchAny, HasId, Filter]  # noqa: UP007 - a runtime alias, Python 3.10 too
+Condition: TypeAlias = Union[Match, MatchAny, HasId, IsEmpty, Filter]  # noqa: UP007 - a runtime alias, Python 3.10 too
 
 # What a store's delete, count, scroll and set_payload accept: ours, or a qdrant-client filter.
 AnyFilter: TypeAlias = Union[Filter, "models.Filter"]  # noqa: UP007

@@ -64,6 +64,8 @@ def _neutral_condition(x: nc.Condition) -> Any:
         return qe.FieldCondition(key=x.key, match=qe.MatchAny(list(x.values)))  # type: ignore[arg-type]
     if isinstance(x, nc.HasId):
         return qe.HasIdCondition(point_ids=set(x.ids))
+    if isinstance(x, nc.IsEmpty):
+        return qe.IsEmptyCondition(key=x.key)
     if isinstance(x, nc.Filter):
         return _neutral_filter(x)
     raise QueryError(f"filter condition {type(x).__name__} is not supported by the embedded engine")

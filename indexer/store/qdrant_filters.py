@@ -43,6 +43,8 @@ def _condition(x: c.Condition) -> Any:
     if isinstance(x, c.HasId):
         ids: list[models.ExtendedPointId] = list(x.ids)
         return models.HasIdCondition(has_id=ids)
+    if isinstance(x, c.IsEmpty):
+        return models.IsEmptyCondition(is_empty=models.PayloadField(key=x.key))
     if isinstance(x, c.Filter):
         return _filter(x)
     raise TypeError(f"not a filter condition: {x!r}")
