@@ -19,7 +19,13 @@ each measured in its own process (peak RSS per phase):
 
     .venv/bin/python benchmarks/ingest_throughput.py --layers 4 [--docs 200] [--scale 10] [--skip-naive]
 
-``--scale N`` runs only (b), at 1x and Nx the corpus, and compares their peak memory.
+``--scale N`` runs only (b), at 1x and Nx the corpus, and compares their peak memory (``--tiny``: with the
+tiny test model widened to BGE-M3's 1024-d ColBERT output, so that whatever the run keeps per token
+shows, at a fraction of the model time). The Nx corpus is N
+copies of the 1x corpus's document lengths (other sentences), and the 1x corpus has at least two chunks
+of 2048-8000 tokens, so that both reach the same largest batch (two long chunks, up to
+``--max-batch-tokens`` padded tokens): peak memory then shows what grows with the corpus, not a bigger
+batch shape.
 """
 
 from __future__ import annotations
@@ -97,10 +103,11 @@ def build_corpus(target: Path, model: Path, docs: int, scale: int = 1) -> None:
     target.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
     n = 0
-    for _ in range(scale):
+    for _ in range(scale):  # each copy: other sentences, the same lengths (the same batch shapes)
+        lengths = random.Random(1)
         for share, low, high in SHAPES:
-            for _ in range(max(1, round(docs * share))):
-                goal = rng.randint(low, high)
+            for _ in range(max(1 if high < 2048 else 2, round(docs * share))):  # two long ones: one full batch
+                goal = lengths.randint(low, high)
                 text: list[str] = []
                 tokens = 2
                 while True:
@@ -197,7 +204,9 @@ def phase_ingest(args: argparse.Namespace) -> dict:
     finally:
         store.close()
     assert not report.failed, report.failed[:3]
-    return {"tokens": report.tokens, "chunks": report.chunks, "seconds": report.seconds, "load_s": load_s, **mem.stop()}
+    out = {"tokens": report.tokens, "chunks": report.chunks, "seconds": report.seconds, "load_s": load_s}
+    out |= {"encode_s": report.encode_seconds, "input_wait_s": report.model_input_wait_seconds}
+    return out | {"write_wait_s": report.model_write_wait_seconds, **mem.stop()}
 
 
 def phase_naive(args: argparse.Namespace) -> dict:
@@ -340,6 +349,9 @@ def main() -> None:
         "--scale", type=int, default=0, help="only (b): peak memory at 1x and at this many times the corpus"
     )
     ap.add_argument("--skip-naive", action="store_true", help="leave out (c), the slowest")
+    ap.add_argument(
+        "--tiny", action="store_true", help="the tiny test model with 1024-d ColBERT (a cheap --scale memory check)"
+    )
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
@@ -349,8 +361,16 @@ def main() -> None:
         print(json.dumps(PHASES[args.phase](args)))
         return
 
-    model = build_model(REPO / ".cache" / "bench" / f"m3-random-{args.layers}l", args.layers)
-    print(f"model: BGE-M3 architecture, random weights, {args.layers} layers; {os.cpu_count()} CPUs; torch CPU fp32")
+    if args.tiny:
+        from tests.tiny_model import build_tiny_m3
+
+        target = REPO / ".cache" / "bench" / "tiny-colbert1024"
+        model = target if (target / "sparse_linear.pt").is_file() else build_tiny_m3(target, colbert_dim=1024)
+        print(f"model: the tiny test model (hidden 64, 2 layers) with 1024-d ColBERT; {os.cpu_count()} CPUs")
+    else:
+        model = build_model(REPO / ".cache" / "bench" / f"m3-random-{args.layers}l", args.layers)
+        print(f"model: BGE-M3 architecture, random weights, {args.layers} layers; {os.cpu_count()} CPUs; torch fp32")
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         corpus = work / "corpus"
@@ -364,6 +384,7 @@ def main() -> None:
                     f"ingest {label:>4}: {r['chunks']:6d} chunks {r['tokens']:9d} tokens {rate(r):8.1f} tok/s  "
                     f"peak RSS {mib(r['peak_rss'])} (heap {mib(r['peak_anon'])})"
                 )
+            print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
             print(
                 f"peak RSS {args.scale}x / 1x: {many['peak_rss'] / one['peak_rss']:.2f}; "
                 f"heap {many['peak_anon'] / one['peak_anon']:.2f}"
@@ -377,11 +398,16 @@ def main() -> None:
         f"corpus: {plain['chunks']} chunks, {plain['tokens']} tokens (30-8000 per chunk), "
         f"batches of at most {args.max_batch_tokens} padded tokens"
     )
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     rows = [("(a) plain transformers forward", plain), ("(b) indexer ingest, end to end", ingest)]
     rows += [("(c) naive per-document encode()+upsert", naive)] if naive else []
     for label, r in rows:
         print(f"{label:<40} {rate(r):9.1f} tok/s  {r['seconds']:7.1f} s  peak RSS {mib(r['peak_rss'])}")
     print(f"weights load before (b): {ingest['load_s']:.1f} s")
+    print(
+        f"(b) the model: {ingest['encode_s']:.1f} s encoding, waited {ingest['input_wait_s']:.1f} s for input "
+        f"(the CPU stages) and {ingest['write_wait_s']:.1f} s for writes"
+    )
     print(f"b/a = {rate(ingest) / rate(plain):.2f}" + (f"   b/c = {rate(ingest) / rate(naive):.2f}" if naive else ""))
     print("per-stage tokens/s per CPU core (one thread each):")
     for name in ("loading", "chunking", "tokenizing"):

@@ -6,10 +6,9 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qdrant_client import models
-
+from indexer.conditions import Filter, HasId
 from indexer.errors import DocumentBusy, InvalidInputError
 from indexer.leases import Claim, Leases, LeaseTimings, Owner
 from indexer.models import Document
@@ -27,6 +26,9 @@ from indexer.store import SerializedStore, Store
 from indexer.validation import check_metadata, check_source_name
 from indexer.versions import DocumentRecord, document_record_id, document_records, remove, unfinished_filter
 from indexer.writer import Writer
+
+if TYPE_CHECKING:
+    from qdrant_client import models
 
 
 def _resolved(path: str) -> str | None:
@@ -94,13 +96,20 @@ def has_conditions(flt: models.Filter | None) -> bool:
 def matching_documents(store: Store, flt: models.Filter) -> list[str]:
     """The doc ids of the documents with a chunk matching ``flt`` (any payload field: metadata.*, source,
     pages, ...), in order."""
-    found = {p.payload.get("doc_id") for p in store.scroll(models.Filter(must=[chunks_filter(), flt]))}
+    from qdrant_client import models
+
+    from indexer.store.qdrant_filters import to_qdrant_filter
+
+    chunks = to_qdrant_filter(chunks_filter())
+    found = {p.payload.get("doc_id") for p in store.scroll(models.Filter(must=[chunks, flt]))}
     return sorted(d for d in found if isinstance(d, str))
 
 
 def where_filter(pairs: Sequence[str] = (), qdrant_json: str | None = None) -> models.Filter | None:
     """A payload filter from ``FIELD=VALUE`` pairs (all must hold; VALUE is JSON when it reads as a number
     or boolean, else text) and/or a filter in Qdrant's JSON syntax; None when neither is given."""
+    from qdrant_client import models
+
     must: list[models.Condition] = []
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -113,7 +122,8 @@ def where_filter(pairs: Sequence[str] = (), qdrant_json: str | None = None) -> m
         if isinstance(value, float):
             must.append(models.FieldCondition(key=key.strip(), range=models.Range(gte=value, lte=value)))
         else:
-            must.append(match(key.strip(), value if isinstance(value, (bool, int)) else raw))
+            exact = models.MatchValue(value=value if isinstance(value, (bool, int)) else raw)
+            must.append(models.FieldCondition(key=key.strip(), match=exact))
     if qdrant_json is not None:
         try:
             must.append(models.Filter.model_validate_json(qdrant_json))
@@ -136,6 +146,10 @@ def _for_each_match(
     (changed meanwhile) is left alone; one another writer holds past ``busy_wait_seconds`` is reported."""
     if not has_conditions(flt):
         raise InvalidInputError(f"a filter without conditions would {what} every document; name at least one")
+    from qdrant_client import models
+
+    from indexer.store.qdrant_filters import to_qdrant_filter
+
     hits = matching_documents(store, flt)
     timings = timings or LeaseTimings()
     store = _serialized(store)
@@ -150,7 +164,7 @@ def _for_each_match(
             except DocumentBusy:
                 busy.append(doc_id)
                 continue
-            if not store.count(models.Filter(must=[chunks_filter(doc_id), flt])):
+            if not store.count(models.Filter(must=[to_qdrant_filter(chunks_filter(doc_id)), flt])):
                 leases.release(claim, writer)
                 continue
             changed = act(writer, leases, claim)
@@ -264,12 +278,8 @@ def update_metadata(
         check = lambda: leases.check(claim)  # noqa: E731 - called before each attempt
         writer.set_payload(chunks_filter(doc.doc_id, doc.content_hash), {"metadata": metadata, "source": source}, check)
         if record.source != source:
-            this_version = models.Filter(
-                must=[
-                    models.HasIdCondition(has_id=[document_record_id(doc.doc_id)]),
-                    match("content_hash", doc.content_hash),
-                ]
-            )
+            record_id = HasId((document_record_id(doc.doc_id),))
+            this_version = Filter(must=(record_id, match("content_hash", doc.content_hash)))
             writer.set_payload(this_version, {"source": source}, check)
         leases.release(claim, writer)
         writer.close()

@@ -36,12 +36,14 @@ class Load:
     """What to do with an item: write ``document`` (read from a file of ``file_stat``), or nothing.
 
     ``refresh`` is the record of an unchanged document whose file was touched: rewriting it with the new
-    modification time lets the next run skip the file without reading it.
+    modification time lets the next run skip the file without reading it. ``data``: the bytes of a
+    changed file, still to be parsed (``examine`` leaves that to ``parse``, which may run elsewhere).
     """
 
     document: Document | None = None
     file_stat: FileStat = NO_FILE
     refresh: DocumentRecord | None = None
+    data: bytes | None = None
 
 
 def item_doc_id(item: Item) -> str:
@@ -79,6 +81,15 @@ def load_if_changed(
     A file whose size and modification time match its record is not read at all; otherwise its
     bytes are hashed, and only a changed hash leads to parsing.
     """
+    load = examine(item, result, settings, known)
+    if load.data is None:
+        return load
+    assert item.file is not None
+    return Load(document=parse(item.file, load.data, settings, metadata), file_stat=load.file_stat)
+
+
+def examine(item: Item, result: FileResult, settings: Settings, known: DocumentRecord | None) -> Load:
+    """``load_if_changed`` up to parsing: a changed file comes back as its bytes (``Load.data``)."""
     if item.document is not None:
         doc = item.document
         result.doc_id, result.content_hash = doc.doc_id, doc.content_hash
@@ -102,12 +113,16 @@ def load_if_changed(
     if known is not None and known.is_complete(result.content_hash):
         result.status = "unchanged"
         return Load(refresh=known.with_file(file_stat))
+    return Load(file_stat=file_stat, data=data)
+
+
+def parse(file: SourceFile, data: bytes, settings: Settings, metadata: dict[str, Any] | None) -> Document:
+    """The document in a changed file's bytes (raises ``LoaderError`` for what cannot be read)."""
     ingest = settings.ingest
-    doc = load_file(
-        item.file,
+    return load_file(
+        file,
         metadata,
         pdf_password=ingest.pdf_password,
         data=data,
         max_unpacked_bytes=ingest.max_unpacked_bytes,
     )
-    return Load(document=doc, file_stat=file_stat)

@@ -194,6 +194,9 @@ class IngestSettings(_Section):
     lease_seconds: float = Field(600.0, ge=1.0)  # a lease lasts this long past its last renewal (every 1/5 of it)
     claim_margin_seconds: float = Field(0.0, ge=0.0)  # wait between writing a claim and reading it back
     busy_wait_seconds: float = Field(60.0, ge=0.0)  # wait this long for documents another live writer holds
+    # Overlapped stages (README: "Ingest: overlapped stages"); None picks per device (a GPU, or the CPU).
+    prepare_workers: int | None = Field(None, ge=0, le=256)  # processes parsing and chunking; 0: one thread
+    write_behind: bool | None = None  # writes run while the model encodes the next batch, not between batches
 
 
 class ServiceSettings(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,9 @@ class Chunk:
     token_count: int  # as the model sees it, special tokens included
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     headings: tuple[str, ...] = ()  # the section the chunk belongs to, outermost heading first
+    # What the model sees (special tokens included; len == token_count), when the chunker was asked for
+    # them: the pipeline encodes these, so that no chunk is tokenized a second time.
+    token_ids: Sequence[int] | np.ndarray | None = field(default=None, hash=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

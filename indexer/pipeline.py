@@ -1,20 +1,27 @@
-"""The ingestion pipeline: sources -> documents -> chunks -> encoded batches -> points -> store.
+"""The ingestion pipeline: sources -> documents -> chunks -> encoded batches -> points -> store, overlapped.
 
-Every stage streams, so memory stays bounded by one document plus one encoding group, whatever the
-corpus size; chunks of many documents share an encoding call. Runs are incremental and crash-safe:
-an unchanged document is skipped before it is parsed, and a changed one goes through the
-document-version protocol (``indexer.versions``), so that a run killed at any moment is repaired by
-the next one. Runs may share a collection: a run changes a document only under its lease
+Three threads, so that the model never waits for the CPU when there is work (``indexer.stages``):
+
+- the feed (``indexer.prepare``) examines each item (a stat, a hash), parses and chunks changed documents
+  (with token ids; in worker processes where that pays) and queues their chunks, bounded by tokens;
+- the model thread encodes them, sorted by length across documents, and hands each pass over;
+- this (the run's) thread claims each document's lease when its first chunk comes out of the model, and
+  writes: points, then, per document once every chunk of it is *acknowledged* by the store, the
+  document-version switch and cleanup (``versions.complete_many``), through one ordered, fenced writer.
+
+Memory is bounded by the token queue, the write lag and one write batch, not by the corpus. Runs are
+incremental and crash-safe: an unchanged document is skipped before it is parsed, and a changed one goes
+through the document-version protocol (``indexer.versions``), so that a run killed at any moment is
+repaired by the next one. Runs may share a collection: a run changes a document only under its lease
 (``indexer.leases``); a document another live writer holds is tried again at the end of the run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,45 +29,37 @@ from tqdm import tqdm
 
 from indexer import versions
 from indexer.admin import prune, update_metadata
-from indexer.changes import Item, find_items, item_doc_id, load_if_changed
+from indexer.changes import Item, find_items, item_doc_id
 from indexer.chunking import Chunker
 from indexer.config import Settings
 from indexer.distributed.partition import Partition
 from indexer.encoder import BATCHES_PER_CALL, Encoder
-from indexer.errors import DocumentBusy, EncodingError, IndexerError, LeaseLost, LoaderError, StoreError
+from indexer.encoder.m3 import WINDOW_BATCHES
+from indexer.errors import StoreError
 from indexer.faults import crash_point
-from indexer.leases import Claim, Leases, LeaseTimings, Owner
+from indexer.leases import Leases, LeaseTimings, Owner
 from indexer.loaders import load_bytes
-from indexer.models import Chunk, Document, EncodedChunk
+from indexer.models import Document, Embedding, EncodedChunk
+from indexer.outcomes import Doc, Documents
 from indexer.points import to_point
+from indexer.prepare import Prepared, Preparer
 from indexer.records import COLLECTION_RECORD_ID, CollectionRecord
 from indexer.report import FileResult, IngestReport, IngestStopped
 from indexer.runtime import collection_spec
+from indexer.stages import Aborted, ModelStage, TokenQueue, Work, WriteGate, inbox, plan_stages, streams
 from indexer.store import SerializedStore, Store
 from indexer.validation import check_metadata
-from indexer.versions import COMPLETE, DocumentRecord, FileStat
+from indexer.versions import COMPLETE, DocumentRecord
 from indexer.writer import Writer
 
 __all__ = ["FileResult", "IngestReport", "IngestStopped", "Owner", "ingest", "ingest_bytes", "ingest_documents"]
 
 logger = logging.getLogger(__name__)
 
-REFRESH_BATCH = 64  # touched, unchanged files whose records are rewritten together
+WRITE_LAG_BATCHES = 4  # with write_behind: encoded tokens the writer may trail by, in model batches per device
 
 
-@dataclass(slots=True)
-class _Doc:
-    """A document being written by this run."""
-
-    item: Item
-    result: FileResult
-    claim: Claim  # this run's lease on it
-    done: DocumentRecord  # its record once complete (counts filled in then)
-    remaining: int  # chunks not yet handed to the writer
-    failed: bool = False
-
-
-class _Run:
+class _Run(Documents):
     def __init__(
         self,
         settings: Settings,
@@ -70,31 +69,36 @@ class _Run:
         progress: bool,
         owner: Owner,
         metadata: dict[str, Any] | None = None,
+        fail_fast: bool = False,
     ) -> None:
         # The lease renewal thread calls the store too: one lock for both (shared if the caller has one).
         self.store = store if isinstance(store, SerializedStore) else SerializedStore(store)
         self.settings, self.encoder, self.report = settings, encoder, report
-        self.metadata = metadata
+        self.metadata, self.fail_fast = metadata, fail_fast
         self.spec = collection_spec(settings, encoder)
-        c = settings.chunking
-        self.chunker = Chunker(encoder.tokenizer, c.chunk_size, c.chunk_overlap, headings=c.headings)
-        self.timings = LeaseTimings.from_settings(settings.ingest)
-        self.leases = Leases(self.store, owner, self.timings, retries=settings.ingest.write_retries)
-        self.writer = Writer(
+        self.streaming = streams(encoder)
+        self.preparer = Preparer(
+            settings,
+            metadata,
+            self._chunker,
+            lambda: self._plan()[0],
+            getattr(encoder, "model_dir", None) if self.streaming else None,
+        )
+        timings = LeaseTimings.from_settings(settings.ingest)
+        leases = Leases(self.store, owner, timings, retries=settings.ingest.write_retries)
+        writer = Writer(
             self.store,
             max_points=settings.ingest.write_batch_points,
             max_bytes=settings.ingest.write_batch_bytes,
             retries=settings.ingest.write_retries,
-            fence=self.leases.fence,
+            fence=leases.fence,
         )
-        self.deferred: list[tuple[Item, FileResult]] = []  # documents another writer held
-        self.touched: list[tuple[Item, FileResult, DocumentRecord]] = []  # unchanged files with a new mtime
-        self.group: list[tuple[_Doc, Chunk]] = []
-        self.group_size = settings.model.batch_size * BATCHES_PER_CALL
-        self.known: dict[str, DocumentRecord] = {}
+        super().__init__(leases, timings, writer, report)
         self.progress = progress
+        self.files_bar = tqdm(unit="file", desc="files", disable=not progress)
         self.chunks_bar = tqdm(unit="chunk", desc="chunks", disable=not progress)
-        self.tokens = 0
+        self._planned: tuple[int, bool, int] | None = None
+        self._plan_lock = threading.Lock()
         self.share: Partition | None = None  # --partition: only this share of the documents (prune too)
 
     # --------------------------------------------------------------------------------------- set-up
@@ -119,173 +123,186 @@ class _Run:
         self.report.repaired = versions.recover(self.store, self.leases, self.writer)
         self.known = {r.doc_id: r for r in versions.document_records(self.store)}
 
-    # --------------------------------------------------------------------------------------- documents
+    def _chunker(self) -> Chunker:
+        c = self.settings.chunking
+        tokenizer = self.encoder.tokenizer  # built on the first changed document: no tokenizer for unchanged runs
+        return Chunker(tokenizer, c.chunk_size, c.chunk_overlap, headings=c.headings, ids=self.streaming)
 
-    def process(self, item: Item, result: FileResult | None = None, wait: float = 0.0) -> FileResult:
-        """Write one item if it changed; ``wait``: how long to wait for a document another writer holds."""
-        started = time.perf_counter()
-        if result is None:
-            result = FileResult(source=item.source)
-            self.report.files.append(result)
+    def _plan(self) -> tuple[int, bool, int]:
+        """(parsing processes, write behind, devices), on first need (``plan_stages``: it may import torch)."""
+        with self._plan_lock:
+            if self._planned is None:
+                self._planned = plan_stages(self.settings.ingest, self.encoder)
+            return self._planned
+
+    # --------------------------------------------------------------------------------------- the stream
+
+    def stream(self, entries: list[tuple[Item, FileResult]]) -> None:
+        """Feed, encode and write ``entries``; returns once each is written, unchanged, failed or deferred."""
+        batch_tokens = getattr(self.encoder, "max_batch_tokens", self.settings.model.max_batch_tokens)
+        group = self.settings.model.batch_size * BATCHES_PER_CALL
+        size = 2 * WINDOW_BATCHES * batch_tokens if self.streaming else 2 * group * self.settings.chunking.chunk_size
+        queue: TokenQueue[Work] = TokenQueue(size)
+        gate = WriteGate()
+        messages = inbox()
+        stop = threading.Event()
+
+        def plan_model() -> None:  # in the model thread, before its first pass
+            _, behind, devices = self._plan()
+            queue.max_tokens = size * devices
+            gate.lag = WRITE_LAG_BATCHES * batch_tokens * devices if behind else 0
+
+        model = ModelStage(
+            self.encoder, queue, gate, messages.put, stream=self.streaming, group=group, prepare=plan_model
+        )
+        feed = threading.Thread(target=self._feed, args=(entries, queue, messages.put, stop), name="ingest-feed")
+        feed.start()
+        model.start()
+        done = 0
         try:
-            doc, file_stat = self._load(item, result, wait)
-            if doc is None:
-                return result
-            chunks = list(self.chunker.split(doc))
-            if not chunks:
-                raise LoaderError(f"{item.source}: no text to index")
-            crash_point("document")
-            claim = self.leases.claim(doc.doc_id, doc.content_hash, wait=wait)
-        except DocumentBusy as e:
-            self._defer(item, result, str(e))
-            return result
-        except StoreError:
+            while done < 2:
+                kind, payload = messages.get()
+                if kind in ("feed-done", "model-done"):
+                    done += 1
+                elif kind == "error":
+                    raise payload
+                else:
+                    self._handle(kind, payload, stop)
+                if messages.empty():
+                    self._idle(gate)
+            self._idle(gate)
+        except BaseException:
+            stop.set()
+            queue.abort()
+            gate.abort()
             raise
-        except IndexerError as e:
-            result.status, result.error = "failed", str(e)
-            logger.warning("failed: %s", e)
-            return result
         finally:
-            result.seconds += time.perf_counter() - started
-        current = claim.record
-        if current is not None and current.is_complete(doc.content_hash):  # written by another run meanwhile
-            result.status = "unchanged"
-            self._keep(claim, current, item, file_stat)
-            return result
-        done = DocumentRecord(doc.doc_id, doc.source, item.root, doc.content_hash, COMPLETE).with_file(file_stat)
-        state = _Doc(item, result, claim, done, remaining=len(chunks))
-        for chunk in chunks:
-            if state.failed:
-                break
-            self.group.append((state, chunk))
-            if len(self.group) >= self.group_size:
-                self.encode_group()
-        return result
+            feed.join()
+            self._account(model)
+        model.thread.join()  # it has said it is done
 
-    def _load(self, item: Item, result: FileResult, wait: float) -> tuple[Document | None, FileStat]:
-        """The document to write, if the item changed; a touched but unchanged file joins the next refresh."""
-        doc_id = item.document.doc_id if item.document is not None else item.file.rel_path if item.file else ""
-        load = load_if_changed(item, result, self.settings, self.metadata, self.known.get(doc_id))
-        if load.refresh is not None:
-            self.touched.append((item, result, load.refresh))
-            if wait or len(self.touched) >= REFRESH_BATCH:
-                self.refresh_touched(wait)
-        return load.document, load.file_stat
-
-    def refresh_touched(self, wait: float = 0.0) -> None:
-        """Record the new modification times of touched, unchanged files, many at once and under claims (the
-        records may have changed since this run read them); ``wait``: for documents another writer holds."""
-        touched, self.touched = self.touched, []
-        if not touched:
-            return
-        held, refused = self.leases.claim_many({record.doc_id: None for _, _, record in touched})
-        for doc_id in list(refused) if wait else []:
-            with contextlib.suppress(DocumentBusy):
-                held[doc_id] = self.leases.claim(doc_id, None, wait=wait)
-                del refused[doc_id]
-        changes, again = [], []
-        for item, result, record in touched:
-            claim = held.get(record.doc_id)
-            if claim is None:
-                self._defer(item, result, refused[record.doc_id])
-                continue
-            current = claim.record
-            if current is not None and current.is_complete(record.content_hash):
-                fresh = current.with_file((record.file_size, record.file_mtime_ns))
-                changes.append((claim, fresh if fresh != current else None))
-                self.known[record.doc_id] = fresh
-            else:  # another run wrote another version meanwhile: this file's version replaces it
-                changes.append((claim, None))
-                again.append((item, result))
-                self.known.pop(record.doc_id, None)
-                if current is not None:
-                    self.known[current.doc_id] = current
-        versions.refresh(self.writer, self.leases, changes)
-        for item, result in again:
-            result.status = "ok"
-            self.process(item, result, wait)
-
-    def _keep(self, claim: Claim, current: DocumentRecord, item: Item, file_stat: FileStat) -> None:
-        """The document is complete as it is: record this file's size and modification time, release it."""
-        fresh = current.with_file(file_stat) if item.file is not None else current
-        versions.refresh(self.writer, self.leases, [(claim, fresh if fresh != current else None)])
-        self.known[current.doc_id] = fresh
-
-    def _defer(self, item: Item, result: FileResult, why: str) -> None:
-        result.status, result.error, result.chunks, result.tokens = "busy", why, 0, 0
-        self.deferred.append((item, result))
-
-    # --------------------------------------------------------------------------------------- encoding
-
-    def encode_group(self) -> None:
-        group, self.group = self.group, []
-        group = [(d, c) for d, c in group if not d.failed]
-        if not group:
-            return
-        started = time.perf_counter()
+    def _feed(
+        self, entries: list[tuple[Item, FileResult]], queue: TokenQueue[Work], out: Any, stop: threading.Event
+    ) -> None:
         try:
-            embeddings = self.encoder.encode_passages([c.text for _, c in group])
-        except EncodingError as e:
-            for doc in {id(d): d for d, _ in group}.values():
-                self.abandon(doc, str(e))
-            return
-        share = (time.perf_counter() - started) / len(group)
-        for (doc, chunk), embedding in zip(group, embeddings, strict=True):
-            if doc.failed:
+            wanted = ((item, result) for item, result in entries if not stop.is_set())
+            for p in self.preparer.prepared(wanted, lambda doc_id: self.known.get(doc_id)):
+                self.files_bar.update(1)
+                if p.refresh is not None:
+                    out(("touched", (p.item, p.result, p.refresh)))
+                elif p.result.status == "failed" and self.fail_fast:
+                    out(("stop", f"--fail-fast: {p.result.source}: {p.result.error}"))
+                    break
+                elif p.chunks:
+                    crash_point("document")
+                    doc = self._doc(p)
+                    queue.put_many([(Work(doc, c), c.token_count) for c in p.chunks])
+        except Aborted:
+            pass
+        except BaseException as e:  # handed to the run's thread, which raises it
+            out(("error", e))
+        finally:
+            queue.close()
+            out(("feed-done", None))
+
+    def _doc(self, p: Prepared) -> Doc:
+        first = p.chunks[0]
+        record = DocumentRecord(first.doc_id, first.source, p.item.root, first.content_hash, COMPLETE)
+        return Doc(p.item, p.result, record.with_file(p.file_stat), total=len(p.chunks))
+
+    def _handle(self, kind: str, payload: Any, stop: threading.Event) -> None:
+        if kind == "encoded":
+            self._write(*payload)
+        elif kind == "failed":
+            works, error = payload
+            self.processed += sum(w.tokens for w in works)
+            for doc in {id(w.doc): w.doc for w in works}.values():
+                if doc.live:
+                    self.abandon(doc, error)
+                    if self.fail_fast and self.report.stopped is None:
+                        self.report.stopped = f"--fail-fast: {doc.result.source}: {error}"
+                        stop.set()
+        elif kind == "touched":
+            self.touched.append(payload)
+        elif kind == "stop":
+            self.report.stopped = payload
+            stop.set()
+
+    def _account(self, model: ModelStage) -> None:
+        s, r = model.stats, self.report
+        r.model_load_seconds += s.load_seconds
+        r.encode_seconds += s.encode_seconds
+        r.model_input_wait_seconds += s.input_wait_seconds
+        r.model_write_wait_seconds += s.write_wait_seconds
+
+    # --------------------------------------------------------------------------------------- writing
+
+    def _write(self, batch: list[tuple[Work, Embedding]], seconds: float) -> None:
+        self.processed += sum(w.tokens for w, _ in batch)
+        self._claim([w.doc for w, _ in batch if w.doc.live and w.doc.claim is None])
+        share = seconds / max(1, len(batch))
+        written = 0
+        for work, embedding in batch:
+            doc = work.doc
+            if not doc.live:
                 continue
+            assert doc.claim is not None
             if doc.claim.lost is not None:
                 self.lost(doc)
                 continue
-            self.writer.add(to_point(EncodedChunk(chunk, embedding), self.spec))
+            self.writer.add(to_point(EncodedChunk(work.chunk, embedding), self.spec))
+            doc.encoded += 1
             doc.result.chunks += 1
-            doc.result.tokens += chunk.token_count
+            doc.result.tokens += work.chunk.token_count
             doc.result.seconds += share
-            doc.remaining -= 1
-            self.tokens += chunk.token_count
-            if doc.remaining == 0:
-                self.finalize(doc)
-        self.chunks_bar.update(len(group))
-        self.chunks_bar.set_postfix(tokens=self.tokens)
+            written += 1
+            if doc.encoded == doc.total:
+                doc.last = self.writer.handed
+                self.finishing.append(doc)
+        self.chunks_bar.update(written)
 
-    def finalize(self, doc: _Doc) -> None:
-        """The new version is complete (its chunks are ahead in the write order): switch, then clean up."""
-        crash_point("finalize")
-        done = replace(doc.done, chunks=doc.result.chunks, tokens=doc.result.tokens)
-        try:
-            versions.complete(self.writer, self.leases, doc.claim, done)
-        except LeaseLost:
-            self.lost(doc)
-            return
-        self.known[done.doc_id] = done
+    # --------------------------------------------------------------------------------------- the run
 
-    def abandon(self, doc: _Doc, error: str) -> None:
-        doc.failed = True
-        doc.result.status, doc.result.error = "failed", error
-        versions.abandon(self.writer, self.leases, doc.claim)
-
-    def lost(self, doc: _Doc) -> None:
-        """This run's lease on the document lapsed: leave it to whoever holds it next, try again at the end."""
-        doc.failed = True
-        self.leases.release(doc.claim, self.writer)
-        self._defer(doc.item, doc.result, f"{doc.item.source}: this run lost its lease ({doc.claim.lost})")
+    def run(self, items: list[Item], prune_roots: dict[str, set[str]]) -> None:
+        entries = []
+        for item in items:
+            result = FileResult(source=item.source)
+            self.report.files.append(result)
+            entries.append((item, result))
+        self.files_bar.reset(total=len(entries))
+        self.stream(entries)
+        self.refresh_touched()
+        while self.again and self.report.stopped is None:  # written again: another run replaced their version
+            again, self.again = self.again, []
+            for _, result in again:
+                result.status = "ok"
+            self.stream(again)
+            self.refresh_touched()
+        if self.report.stopped is None:
+            self.retry_deferred()
+            known = [r for r in self.known.values() if self.share is None or self.share.holds(r.doc_id)]
+            for root, present in prune_roots.items():
+                self.report.pruned.extend(prune(self.writer, self.leases, known, root, present))
+        crash_point("end")
+        self.writer.close()
 
     def retry_deferred(self) -> None:
         """Documents that another writer held get another try, waiting for them up to ``busy_wait_seconds``."""
         if not self.deferred:
             return
-        self.encode_group()  # finish what this run holds before waiting on others
-        deadline = time.monotonic() + self.timings.busy_wait_seconds
+        self.wait_until = time.monotonic() + self.timings.busy_wait_seconds
         deferred, self.deferred = self.deferred, []
-        for item, result in deferred:
+        for _, result in deferred:
             result.status, result.error = "ok", None
-            self.process(item, result, wait=max(0.0, deadline - time.monotonic()))
-        self.encode_group()
+        self.stream(deferred)
+        self.refresh_touched()
+        self.wait_until = None
 
     def close(self) -> None:
-        self.encode_group()
-        crash_point("end")
-        self.writer.close()
+        self.preparer.close()
+        self.files_bar.close()
         self.chunks_bar.close()
+        self.leases.close()  # gives up what a run that stopped midway still holds
 
 
 def ingest(
@@ -317,9 +334,9 @@ def ingest(
     if partition is not None:
         items = [item for item in items if partition.holds(item_doc_id(item))]
     owner = owner or Owner.new("ingest " + " ".join(str(p) for p in paths))
-    run = _Run(settings, encoder, store, report, progress, owner, metadata)
+    run = _Run(settings, encoder, store, report, progress, owner, metadata, fail_fast)
     run.share = partition
-    return _execute(run, items, found if prune else {}, recreate, fail_fast)
+    return _execute(run, items, found if prune else {}, recreate)
 
 
 def ingest_documents(
@@ -336,7 +353,7 @@ def ingest_documents(
     items = [Item(source=doc.doc_id, root="", document=doc) for doc in documents]
     owner = owner or Owner.new(f"ingest {len(documents)} documents")
     run = _Run(settings, encoder, store, report, progress, owner)
-    return _execute(run, items, {}, False, False)
+    return _execute(run, items, {}, False)
 
 
 def ingest_bytes(
@@ -375,33 +392,16 @@ def ingest_bytes(
     return doc, result
 
 
-def _execute(
-    run: _Run, items: list[Item], prune_roots: dict[str, set[str]], recreate: bool, fail_fast: bool
-) -> IngestReport:
+def _execute(run: _Run, items: list[Item], prune_roots: dict[str, set[str]], recreate: bool) -> IngestReport:
     started = time.perf_counter()
     report = run.report
-    files_bar = tqdm(total=len(items), unit="file", desc="files", disable=not run.progress)
     try:
         run.prepare(recreate)  # a schema or provenance mismatch stops here, as itself
     except BaseException:
-        files_bar.close()
-        run.chunks_bar.close()
-        run.leases.close()
+        run.close()
         raise
     try:
-        for item in items:
-            result = run.process(item)
-            files_bar.update(1)
-            if fail_fast and result.status == "failed":
-                report.stopped = f"--fail-fast: {result.source}: {result.error}"
-                break
-        run.refresh_touched()
-        if report.stopped is None:
-            run.retry_deferred()
-            for root, present in prune_roots.items():
-                known = [r for r in run.known.values() if run.share is None or run.share.holds(r.doc_id)]
-                report.pruned.extend(prune(run.writer, run.leases, known, root, present))
-        run.close()
+        run.run(items, prune_roots)
     except StoreError as e:
         report.seconds = time.perf_counter() - started
         raise IngestStopped(
@@ -410,9 +410,7 @@ def _execute(
             report,
         ) from e
     finally:
-        files_bar.close()
-        run.chunks_bar.close()
-        run.leases.close()  # gives up what a run that stopped midway still holds
+        run.close()
     report.seconds = time.perf_counter() - started
     logger.info("ingest: %s", report.summary())
     return report

@@ -12,8 +12,7 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from qdrant_client import models
-
+from indexer.conditions import Condition, Filter, Match, MatchAny
 from indexer.errors import SchemaMismatchError
 from indexer.models import PointRecord
 from indexer.points import POINT_NAMESPACE
@@ -27,30 +26,29 @@ KIND_LEASE = "lease"
 COLLECTION_RECORD_ID = str(uuid.uuid5(POINT_NAMESPACE, "\x1fcollection"))
 
 
-def match(key: str, value: Any) -> models.FieldCondition:
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+def match(key: str, value: Any) -> Match:
+    return Match(key, value)
 
 
-def match_any(key: str, values: Collection[Any]) -> models.FieldCondition:
-    return models.FieldCondition(key=key, match=models.MatchAny(any=sorted(values)))
+def match_any(key: str, values: Collection[Any]) -> MatchAny:
+    return MatchAny.of(key, values)
 
 
-def kind_filter(kind: str) -> models.Filter:
-    return models.Filter(must=[match(KIND, kind)])
+def kind_filter(kind: str) -> Filter:
+    return Filter(must=(match(KIND, kind),))
 
 
 def chunks_filter(
     doc_id: str | None = None, content_hash: str | None = None, *, other_than: str | Collection[str] | None = None
-) -> models.Filter:
+) -> Filter:
     """Chunk points: all, of one document, of one version, or of every version but ``other_than`` (one or more)."""
-    must: list[models.Condition] = [match(KIND, KIND_CHUNK)]
+    must: list[Condition] = [match(KIND, KIND_CHUNK)]
     if doc_id is not None:
         must.append(match("doc_id", doc_id))
     if content_hash is not None:
         must.append(match("content_hash", content_hash))
     keep = [other_than] if isinstance(other_than, str) else sorted(other_than or ())
-    must_not: list[models.Condition] | None = [match("content_hash", h) for h in keep] or None
-    return models.Filter(must=must, must_not=must_not)
+    return Filter(must=tuple(must), must_not=tuple(match("content_hash", h) for h in keep))
 
 
 @dataclass(frozen=True, slots=True)

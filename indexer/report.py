@@ -28,6 +28,12 @@ class IngestReport:
     repaired: int = 0  # documents left unfinished by an earlier run and repaired by this one
     stopped: str | None = None  # why the run stopped before the end (--fail-fast), if it did
     seconds: float = 0.0
+    # The model's time (``indexer.stages``): loading weights, encoding, and waiting for input after its first
+    # (the CPU stages fell behind) or for the writer (writes between passes, or too far behind).
+    model_load_seconds: float = 0.0
+    encode_seconds: float = 0.0
+    model_input_wait_seconds: float = 0.0
+    model_write_wait_seconds: float = 0.0
 
     def _count(self, status: str) -> int:
         return sum(f.status == status for f in self.files)
@@ -73,6 +79,11 @@ class IngestReport:
             text += f", {len(self.pruned)} pruned"
         if self.repaired:
             text += f", {self.repaired} repaired from an interrupted run"
+        if self.encode_seconds:
+            text += (
+                f"; model {self.encode_seconds:.1f}s encoding, waited {self.model_input_wait_seconds:.1f}s "
+                f"for input and {self.model_write_wait_seconds:.1f}s for writes"
+            )
         return f"{text}; collection {self.collection!r}, {self.seconds:.1f}s"
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,6 +100,10 @@ class IngestReport:
             "repaired": self.repaired,
             "stopped": self.stopped,
             "seconds": round(self.seconds, 3),
+            "model_load_seconds": round(self.model_load_seconds, 3),
+            "encode_seconds": round(self.encode_seconds, 3),
+            "model_input_wait_seconds": round(self.model_input_wait_seconds, 3),
+            "model_write_wait_seconds": round(self.model_write_wait_seconds, 3),
             "files": [
                 {
                     "source": f.source,

@@ -26,17 +26,20 @@ import re
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qdrant_client import models
-
+from indexer import conditions as nc
 from indexer.errors import InvalidInputError
 from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.points import POINT_NAMESPACE
 from indexer.records import COLLECTION_RECORD_ID
 from indexer.schema import CollectionInfo, CollectionSpec
 from indexer.store.base import AsyncStore, Store
-from indexer.store.groups import HitGroup
+
+if TYPE_CHECKING:  # qdrant-client costs 2 s of CPU: a run without tenants never imports it (indexer.conditions)
+    from qdrant_client import models
+
+    from indexer.store.groups import HitGroup
 
 __all__ = [
     "TenantAsyncStore",
@@ -75,14 +78,21 @@ def scoped_id(tenant: str, point_id: str) -> str:
 
 
 def tenant_condition(field: str, tenant: str) -> models.FieldCondition:
+    from qdrant_client import models
+
     return models.FieldCondition(key=field, match=models.MatchValue(value=tenant))
 
 
-def scoped_filter(flt: models.Filter | None, field: str, tenant: str, *, map_ids: bool = False) -> models.Filter:
+def scoped_filter(flt: nc.AnyFilter | None, field: str, tenant: str, *, map_ids: bool = False) -> models.Filter:
     """``flt`` AND "``field`` is ``tenant``": the caller's filter, whatever it says, nested under the condition.
 
     ``map_ids``: ``has_id`` conditions name ids the indexer derived; they become the tenant's ids.
     """
+    from qdrant_client import models
+
+    from indexer.store.qdrant_filters import to_qdrant_filter
+
+    flt = to_qdrant_filter(flt)  # the indexer's own filters are engine-neutral
     condition = tenant_condition(field, tenant)
     if flt is None:
         return models.Filter(must=[condition])
@@ -91,6 +101,8 @@ def scoped_filter(flt: models.Filter | None, field: str, tenant: str, *, map_ids
 
 
 def _map_ids(c: Any, tenant: str) -> Any:
+    from qdrant_client import models
+
     if isinstance(c, models.Filter):
         update: dict[str, Any] = {}
         for name in ("must", "should", "must_not"):
@@ -122,6 +134,8 @@ def _scoped_prefetch(p: models.Prefetch, field: str, tenant: str) -> models.Pref
 def _scoped_prefetches(
     prefetch: models.Prefetch | list[models.Prefetch] | None, field: str, tenant: str
 ) -> models.Prefetch | list[models.Prefetch] | None:
+    from qdrant_client import models
+
     if prefetch is None:
         return None
     if isinstance(prefetch, models.Prefetch):
@@ -150,7 +164,7 @@ def holds_tenants(store: Store, field: str) -> bool:
     """Whether the collection holds points of any tenant (False when it does not exist yet)."""
     from indexer.errors import StoreError
 
-    tenanted = models.Filter(must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=field))])
+    tenanted = nc.Filter(must_not=(nc.IsEmpty(field),))
     try:
         return store.count(tenanted) > 0
     except StoreError:  # no such collection yet (a real outage fails the caller's next call anyway)
@@ -182,7 +196,7 @@ class TenantStore:
         self.engine = store.engine
         self.server_version = store.server_version
 
-    def _flt(self, flt: models.Filter | None, map_ids: bool = False) -> models.Filter:
+    def _flt(self, flt: nc.AnyFilter | None, map_ids: bool = False) -> models.Filter:
         return scoped_filter(flt, self.field, self.tenant, map_ids=map_ids)
 
     def _mine(self, p: StoredPoint) -> bool:
@@ -206,10 +220,10 @@ class TenantStore:
 
         self.inner.upsert([own(p) for p in points], wait)
 
-    def delete(self, flt: models.Filter) -> None:
+    def delete(self, flt: nc.AnyFilter) -> None:
         self.inner.delete(self._flt(flt, map_ids=True))
 
-    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
+    def set_payload(self, flt: nc.AnyFilter, payload: dict[str, Any]) -> None:
         if self.field in payload:
             raise InvalidInputError(f"the payload field {self.field!r} names the tenant and cannot be set")
         self.inner.set_payload(self._flt(flt, map_ids=True), payload)
@@ -223,14 +237,14 @@ class TenantStore:
         scoped = [scoped_request(r, self.field, self.tenant) for r in requests]
         return self.inner.query_groups(scoped, group_by, group_size)
 
-    def count(self, flt: models.Filter | None = None) -> int:
+    def count(self, flt: nc.AnyFilter | None = None) -> int:
         return self.inner.count(self._flt(flt))
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
         """Points by the ids they are stored under (as searches return them); another tenant's are left out."""
         return [p for p in self.inner.retrieve(ids, with_vectors) if self._mine(p)]
 
-    def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
+    def scroll(self, flt: nc.AnyFilter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
         return self.inner.scroll(self._flt(flt), page)
 
     def finish(self) -> None:
@@ -261,7 +275,7 @@ class TenantAsyncStore:
         scoped = [scoped_request(r, self.field, self.tenant) for r in requests]
         return await self.inner.query_groups(scoped, group_by, group_size)
 
-    async def count(self, flt: models.Filter | None = None) -> int:
+    async def count(self, flt: nc.AnyFilter | None = None) -> int:
         return await self.inner.count(scoped_filter(flt, self.field, self.tenant))
 
     async def close(self) -> None:

@@ -28,8 +28,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from qdrant_client import models
-
+from indexer.conditions import Filter, HasId
 from indexer.errors import DocumentBusy, LeaseLost
 from indexer.models import PointRecord
 from indexer.points import POINT_NAMESPACE
@@ -52,14 +51,14 @@ def document_record_id(doc_id: str) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, f"\x1fdocument\x1f{doc_id}"))
 
 
-def record_filter(doc_id: str) -> models.Filter:
+def record_filter(doc_id: str) -> Filter:
     """The record point of one document."""
-    return models.Filter(must=[models.HasIdCondition(has_id=[document_record_id(doc_id)])])
+    return Filter(must=(HasId((document_record_id(doc_id),)),))
 
 
-def unfinished_filter() -> models.Filter:
+def unfinished_filter() -> Filter:
     """Document records a build before leases left in the middle of a change."""
-    return models.Filter(must=[match(KIND, KIND_DOCUMENT)], must_not=[match("state", COMPLETE)])
+    return Filter(must=(match(KIND, KIND_DOCUMENT),), must_not=(match("state", COMPLETE),))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +97,7 @@ class DocumentRecord:
         return replace(self, file_size=file_stat[0], file_mtime_ns=file_stat[1])
 
 
-def document_records(store: Store, flt: models.Filter | None = None) -> Iterable[DocumentRecord]:
+def document_records(store: Store, flt: Filter | None = None) -> Iterable[DocumentRecord]:
     for p in store.scroll(flt or kind_filter(KIND_DOCUMENT)):
         yield DocumentRecord.from_payload(p.payload)
 
@@ -108,16 +107,62 @@ def document_records(store: Store, flt: models.Filter | None = None) -> Iterable
 
 
 def complete(writer: Writer, leases: Leases, claim: Claim, done: DocumentRecord) -> DocumentRecord:
-    """Step 3: every chunk of ``done``'s version is ahead in the write order; switch to it, then clean up.
+    """Step 3: every chunk of ``done``'s version was handed to ``writer``; switch to it, then clean up.
 
     Raises ``LeaseLost`` when the claim lapsed; whatever was written by then is repaired like a crash.
     """
-    leases.check(claim)
-    writer.add(done.point())  # behind every chunk of the version in the write order
-    keep = {h for h in [done.content_hash] if h} | leases.others_writing(claim)
-    writer.delete(chunks_filter(done.doc_id, other_than=keep), check=lambda: leases.check(claim))
-    leases.release(claim, writer)
+    if complete_many(writer, leases, [(claim, done)]):
+        raise LeaseLost(f"{claim.doc_id!r}: {claim.lost}")
     return done
+
+
+def complete_many(writer: Writer, leases: Leases, done: list[tuple[Claim, DocumentRecord]]) -> list[Claim]:
+    """``complete`` for many documents at once (one write of records, one read of leases, one delete of old
+    versions, one of leases); returns the claims found lapsed, whose documents are left as a crash leaves them.
+
+    What was handed to ``writer`` before is acknowledged first: a record never names a version before the
+    store has confirmed all of its chunks.
+    """
+    writer.flush()
+    lost: list[Claim] = []
+    live: list[tuple[Claim, DocumentRecord]] = []
+    for claim, record in done:
+        try:
+            leases.check(claim)
+            live.append((claim, record))
+        except LeaseLost:
+            lost.append(claim)
+    for _, record in live:
+        writer.add(record.point())
+    others = leases.others_writing_many([claim for claim, _ in live]) if live else {}
+    cleanups: list[tuple[Claim, Filter]] = []
+    for claim, record in live:
+        versions = others[claim.doc_id]
+        if versions is None:
+            lost.append(claim)
+            continue
+        keep = {h for h in [record.content_hash] if h} | versions
+        cleanups.append((claim, chunks_filter(record.doc_id, other_than=keep)))
+    finished = [claim for claim, _ in cleanups]
+    try:  # one delete for all (the records go first: the writer writes what it holds before a delete)
+        if cleanups:  # (an empty ``should`` would match every point)
+            either = Filter(should=tuple(f for _, f in cleanups))
+            writer.delete(either, check=lambda: _check_all(leases, finished))
+    except LeaseLost:  # some claim lapsed meanwhile: each document on its own
+        finished = []
+        for claim, flt in cleanups:
+            try:
+                writer.delete(flt, check=lambda claim=claim: leases.check(claim))  # type: ignore[misc]
+                finished.append(claim)
+            except LeaseLost:
+                lost.append(claim)
+    leases.release_many(finished, writer)
+    return lost
+
+
+def _check_all(leases: Leases, claims: list[Claim]) -> None:
+    for claim in claims:
+        leases.check(claim)
 
 
 def abandon(writer: Writer, leases: Leases, claim: Claim) -> None:

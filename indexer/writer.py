@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from qdrant_client import models
-
+from indexer.conditions import AnyFilter
 from indexer.errors import TransientStoreError
 from indexer.faults import crash_point
 from indexer.models import PointRecord
@@ -81,6 +80,12 @@ class Writer:
         self.written = 0
         self.batches = 0
 
+    @property
+    def handed(self) -> int:
+        """Points added so far. Writes keep their order, so the first ``written`` of them are acknowledged:
+        a point added when ``handed`` was n is acknowledged once ``written`` > n."""
+        return self.written + len(self.buffer)
+
     def add(self, point: PointRecord) -> None:
         size = point.estimated_bytes(self.store.bytes_per_float)
         if self.buffer and self.buffer_bytes + size > self.max_bytes:
@@ -100,7 +105,7 @@ class Writer:
         self.written += len(batch)
         self.batches += 1
 
-    def delete(self, flt: models.Filter, check: Callable[[], None] | None = None) -> None:
+    def delete(self, flt: AnyFilter, check: Callable[[], None] | None = None) -> None:
         """Delete matching points after everything added before has been written (order is kept).
 
         ``check`` runs before each attempt and raises to call the delete off.
@@ -108,12 +113,12 @@ class Writer:
         self.flush()
         self._retry(f"delete of {flt}", self._delete, flt, check)
 
-    def _delete(self, flt: models.Filter, check: Callable[[], None] | None) -> None:
+    def _delete(self, flt: AnyFilter, check: Callable[[], None] | None) -> None:
         if check is not None:
             check()
         self.store.delete(flt)
 
-    def set_payload(self, flt: models.Filter, payload: dict[str, Any], check: Callable[[], None] | None = None) -> None:
+    def set_payload(self, flt: AnyFilter, payload: dict[str, Any], check: Callable[[], None] | None = None) -> None:
         """Set payload keys on matching points after everything added before has been written.
 
         ``check`` runs before each attempt and raises to call the update off.
@@ -121,7 +126,7 @@ class Writer:
         self.flush()
         self._retry("payload update", self._set_payload, flt, payload, check)
 
-    def _set_payload(self, flt: models.Filter, payload: dict[str, Any], check: Callable[[], None] | None) -> None:
+    def _set_payload(self, flt: AnyFilter, payload: dict[str, Any], check: Callable[[], None] | None) -> None:
         if check is not None:
             check()
         self.store.set_payload(flt, payload)

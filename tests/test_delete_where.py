@@ -17,7 +17,7 @@ from indexer.encoder import BGEM3Encoder
 from indexer.errors import DocumentBusy, InvalidInputError
 from indexer.leases import Leases, LeaseTimings, Owner
 from indexer.pipeline import ingest_bytes
-from indexer.records import KIND_DOCUMENT, chunks_filter, kind_filter, match
+from indexer.records import KIND_DOCUMENT, chunks_filter, kind_filter
 from indexer.store import SerializedStore, Store
 from indexer.writer import Writer
 from retriever.service import create_app
@@ -34,7 +34,7 @@ QUICK = LeaseTimings(busy_wait_seconds=0.2)
 
 
 def project(name: str) -> models.Filter:
-    return models.Filter(must=[match("metadata.project", name)])
+    return models.Filter(must=[models.FieldCondition(key="metadata.project", match=models.MatchValue(value=name))])
 
 
 def text_of(doc_id: str) -> bytes:

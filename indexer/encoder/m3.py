@@ -142,8 +142,9 @@ class BGEM3Encoder:
     def encode_ids(self, ids: Sequence[Sequence[int]], *, query: bool = False) -> list[Embedding]:
         """Encode pre-tokenized inputs (from ``tokenize``), in order, sorted together into batches."""
         out: list[Embedding | None] = [None] * len(ids)
-        for i, embedding in self._run(list(enumerate(ids)), query, window_tokens=None):
-            out[i] = embedding
+        for batch in self._run(list(enumerate(ids)), query, window_tokens=None):
+            for i, embedding in batch:
+                out[i] = embedding
         return out  # type: ignore[return-value]
 
     def iter_encode(
@@ -155,6 +156,12 @@ class BGEM3Encoder:
         windows of ``window_tokens`` tokens (0: ``WINDOW_BATCHES`` batches per device; None: the whole
         stream). Results come in completion order, not input order.
         """
+        return (pair for batch in self._run(items, query, window_tokens) for pair in batch)
+
+    def iter_encode_batches(
+        self, items: Iterable[tuple[K, Sequence[int]]], *, query: bool = False, window_tokens: int | None = 0
+    ) -> Iterator[list[tuple[K, Embedding]]]:
+        """``iter_encode``, one list per forward pass: the next pass runs only when the caller asks for it."""
         return self._run(items, query, window_tokens)
 
     def _encode_texts(self, texts: Sequence[str], query: bool) -> list[Embedding]:
@@ -178,7 +185,7 @@ class BGEM3Encoder:
 
     def _run(
         self, items: Iterable[tuple[K, Sequence[int]]], query: bool, window_tokens: int | None
-    ) -> Iterator[tuple[K, Embedding]]:
+    ) -> Iterator[list[tuple[K, Embedding]]]:
         self.load()
         replicas = self._replicas
         assert replicas is not None
@@ -215,7 +222,9 @@ class BGEM3Encoder:
 
         max_rows = max_multivector_rows(self.colbert_dim)
         for results in run_on_replicas(replicas, windows(), work):
-            for key, e in results:
-                if e.colbert is not None and e.colbert.shape[0] > max_rows:
-                    e = dataclasses.replace(e, colbert=fit_multivector(e.colbert))
-                yield key, e
+            yield [
+                (key, dataclasses.replace(e, colbert=fit_multivector(e.colbert)))
+                if e.colbert is not None and e.colbert.shape[0] > max_rows
+                else (key, e)
+                for key, e in results
+            ]

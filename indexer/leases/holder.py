@@ -13,8 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 
-from qdrant_client import models
-
+from indexer.conditions import Filter, HasId
 from indexer.errors import DocumentBusy, LeaseLost, StoreError
 from indexer.leases.records import (
     GIVEN_UP,
@@ -99,7 +98,7 @@ class Leases:
         for i in range(0, len(ids), _READ_BATCH):
             part = ids[i : i + _READ_BATCH]
             doc = match("doc_id", part[0]) if len(part) == 1 else match_any("doc_id", part)
-            flt = models.Filter(must=[doc, match_any(KIND, [KIND_DOCUMENT, KIND_LEASE])])
+            flt = Filter(must=(doc, match_any(KIND, [KIND_DOCUMENT, KIND_LEASE])))
             for p in self.store.scroll(flt):
                 records, leases = found[p.payload["doc_id"]]
                 if p.payload[KIND] == KIND_LEASE:
@@ -242,19 +241,32 @@ class Leases:
 
         A cleanup keeps them. Raises ``LeaseLost`` when this claim's lease is gone from the store.
         """
-        state = retrying("reading leases", self.read, [claim.doc_id], retries=self.retries)[claim.doc_id]
-        if not any(lease.claim == claim.lease.claim for lease in state.leases):
-            self._lose(claim, "its lease is gone from the store (another writer judged it dead)")
+        versions = self.others_writing_many([claim])[claim.doc_id]
+        if versions is None:
             raise LeaseLost(f"{claim.doc_id!r}: {claim.lost}")
-        now = time.time()
-        versions = {
-            lease.version
-            for lease in state.leases
-            if lease.claim != claim.lease.claim and lease.version and self.is_live(lease, now)
-        }
-        if versions:
-            logger.warning("%s: other live writers write it too (%s)", claim.doc_id, ", ".join(sorted(versions)))
         return versions
+
+    def others_writing_many(self, claims: list[Claim]) -> dict[str, set[str] | None]:
+        """``others_writing`` of many claims, from one read: per document, the versions other live writers
+        announce, or None when this claim's lease is gone from the store (the claim is lost then)."""
+        states = retrying("reading leases", self.read, [c.doc_id for c in claims], retries=self.retries)
+        now = time.time()
+        out: dict[str, set[str] | None] = {}
+        for claim in claims:
+            leases = states[claim.doc_id].leases
+            if not any(lease.claim == claim.lease.claim for lease in leases):
+                self._lose(claim, "its lease is gone from the store (another writer judged it dead)")
+                out[claim.doc_id] = None
+                continue
+            versions = {
+                lease.version
+                for lease in leases
+                if lease.claim != claim.lease.claim and lease.version and self.is_live(lease, now)
+            }
+            if versions:
+                logger.warning("%s: other live writers write it too (%s)", claim.doc_id, ", ".join(sorted(versions)))
+            out[claim.doc_id] = versions
+        return out
 
     def release(self, claim: Claim, writer: Writer) -> None:
         """Done with the document: what was written for it goes out, then its lease and those it took over go.
@@ -337,9 +349,8 @@ class Leases:
                 logger.warning("could not give up %d leases (they expire by themselves): %s", len(left), e)
 
 
-def _ids_filter(ids: Iterable[str]) -> models.Filter:
-    has_id: list[models.ExtendedPointId] = list(ids)
-    return models.Filter(must=[models.HasIdCondition(has_id=has_id)])
+def _ids_filter(ids: Iterable[str]) -> Filter:
+    return Filter(must=(HasId(tuple(ids)),))
 
 
 def _busy_message(doc_id: str, blocking: list[LeaseRecord]) -> str:

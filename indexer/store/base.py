@@ -1,20 +1,24 @@
 """The store interface: one collection in one engine, with a blocking and an async side.
 
-Requests are qdrant-client models (built once, see ``retriever.query``); each backend runs them on its
-engine or translates them, so the rest of the code never branches on the engine.
+Searches are qdrant-client models (built once, see ``retriever.query``); each backend runs them on its
+engine or translates them, so the rest of the code never branches on the engine. Deletes, counts, scrolls
+and payload updates take our engine-neutral filters (``indexer.conditions``) or qdrant-client ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from qdrant_client import models
-
+from indexer.conditions import AnyFilter
 from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.schema import CollectionInfo, CollectionSpec
 from indexer.store.features import Version
-from indexer.store.groups import HitGroup
+
+if TYPE_CHECKING:
+    from qdrant_client import models
+
+    from indexer.store.groups import HitGroup
 
 
 class Store(Protocol):
@@ -39,9 +43,9 @@ class Store(Protocol):
     def upsert(self, points: Sequence[PointRecord], wait: bool = True) -> None:
         """Write points; a server write returns once the server has applied it (every batch, see README)."""
 
-    def delete(self, flt: models.Filter) -> None: ...
+    def delete(self, flt: AnyFilter) -> None: ...
 
-    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
+    def set_payload(self, flt: AnyFilter, payload: dict[str, Any]) -> None:
         """Set these top-level payload keys on every matching point (one operation; other keys are kept)."""
 
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]: ...
@@ -52,11 +56,11 @@ class Store(Protocol):
         """Each request's best ``limit`` groups of up to ``group_size`` hits sharing a value of payload field
         ``group_by``, best group first (Qdrant's query groups; see ``indexer.store.groups`` for Edge)."""
 
-    def count(self, flt: models.Filter | None = None) -> int: ...
+    def count(self, flt: AnyFilter | None = None) -> int: ...
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]: ...
 
-    def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
+    def scroll(self, flt: AnyFilter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
         """Every matching point's payload (no vectors), page by page."""
 
     def finish(self) -> None:
@@ -79,7 +83,7 @@ class AsyncStore(Protocol):
         self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
     ) -> list[list[HitGroup]]: ...
 
-    async def count(self, flt: models.Filter | None = None) -> int: ...
+    async def count(self, flt: AnyFilter | None = None) -> int: ...
 
     async def close(self) -> None: ...
 

@@ -1,7 +1,8 @@
 """Qdrant Edge backend: the real Rust engine in-process, one folder per collection.
 
-Requests arrive as qdrant-client models and are translated by ``indexer.store.edge_requests``, so both
-embedded engines and a server run the very same request.
+Searches arrive as qdrant-client models and are translated by ``indexer.store.edge_requests``, so both
+embedded engines and a server run the very same request; the bookkeeping's own filters
+(``indexer.conditions``) are translated without importing qdrant-client.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qdrant_client import models
-
+from indexer.conditions import AnyFilter
 from indexer.errors import QueryError, StoreError
 from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.schema import (
@@ -36,7 +36,11 @@ from indexer.storage import distance_for
 from indexer.store.base import AsyncStore, to_hit, to_stored
 from indexer.store.edge_requests import edge_filter, edge_point, edge_request
 from indexer.store.features import Version
-from indexer.store.groups import HitGroup, overfetch_groups
+
+if TYPE_CHECKING:
+    from qdrant_client import models
+
+    from indexer.store.groups import HitGroup
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +243,7 @@ class EdgeStore:
         self._run(f"writing {len(points)} points", self._shard().update, op)
         self.unoptimized += len(points)
 
-    def delete(self, flt: models.Filter) -> None:
+    def delete(self, flt: AnyFilter) -> None:
         import qdrant_edge as qe
 
         self._run(
@@ -248,7 +252,7 @@ class EdgeStore:
             qe.UpdateOperation.delete_points_by_filter(edge_filter(flt)),
         )
 
-    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
+    def set_payload(self, flt: AnyFilter, payload: dict[str, Any]) -> None:
         import qdrant_edge as qe
 
         op = qe.UpdateOperation.set_payload_by_filter(edge_filter(flt), payload)
@@ -268,9 +272,11 @@ class EdgeStore:
         self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
     ) -> list[list[HitGroup]]:
         """Edge has no query groups: over-fetch and group on the client (``indexer.store.groups``)."""
+        from indexer.store.groups import overfetch_groups
+
         return overfetch_groups(self.query_batch, lambda ids: self.retrieve(ids), requests, group_by, group_size)
 
-    def count(self, flt: models.Filter | None = None) -> int:
+    def count(self, flt: AnyFilter | None = None) -> int:
         import qdrant_edge as qe
 
         return int(self._run("count", self._shard().count, qe.CountRequest(exact=True, filter=edge_filter(flt))))
@@ -279,7 +285,7 @@ class EdgeStore:
         records = self._run("retrieve", self._shard().retrieve, list(ids), True, with_vectors)
         return [to_stored(r) for r in records]
 
-    def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
+    def scroll(self, flt: AnyFilter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
         import qdrant_edge as qe
 
         offset = None

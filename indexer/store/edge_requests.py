@@ -1,27 +1,39 @@
-"""Request translation for Qdrant Edge: qdrant-client models to Edge's own pyo3 classes.
+"""Request translation for Qdrant Edge: our neutral filters and qdrant-client models to Edge's own pyo3 classes.
 
 Requests are built once as qdrant-client models (see ``retriever.query``); translating them here lets
-Edge run the very same request as a server or local mode.
+Edge run the very same request as a server or local mode. The indexer's bookkeeping filters
+(``indexer.conditions``) are translated directly: qdrant-client is imported only when one of its models
+is met (a search, a user's filter), so that an ingest run on Edge never pays for it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qdrant_client import models
-
+from indexer import conditions as nc
 from indexer.errors import QueryError
 from indexer.models import PointRecord
 from indexer.schema import COLBERT, DENSE, SPARSE
 
+if TYPE_CHECKING:
+    from qdrant_client import models
+
 QDRANT_RRF_K = 2  # the server's default k; Edge requires k explicitly
 
 
-def edge_filter(f: models.Filter | None) -> Any:
+def _models() -> Any:
+    from qdrant_client import models
+
+    return models
+
+
+def edge_filter(f: nc.AnyFilter | None) -> Any:
     import qdrant_edge as qe
 
     if f is None:
         return None
+    if isinstance(f, nc.Filter):
+        return _neutral_filter(f)
 
     def conds(items: Any) -> list[Any] | None:
         if items is None:
@@ -34,9 +46,35 @@ def edge_filter(f: models.Filter | None) -> Any:
     return qe.Filter(must=conds(f.must), should=conds(f.should), must_not=conds(f.must_not), min_should=min_should)
 
 
+def _neutral_filter(f: nc.Filter) -> Any:
+    import qdrant_edge as qe
+
+    def conds(items: tuple[nc.Condition, ...]) -> list[Any] | None:
+        return [_neutral_condition(x) for x in items] or None
+
+    return qe.Filter(must=conds(f.must), should=conds(f.should), must_not=conds(f.must_not))
+
+
+def _neutral_condition(x: nc.Condition) -> Any:
+    import qdrant_edge as qe
+
+    if isinstance(x, nc.Match):
+        return qe.FieldCondition(key=x.key, match=qe.MatchValue(x.value))
+    if isinstance(x, nc.MatchAny):
+        return qe.FieldCondition(key=x.key, match=qe.MatchAny(list(x.values)))  # type: ignore[arg-type]
+    if isinstance(x, nc.HasId):
+        return qe.HasIdCondition(point_ids=set(x.ids))
+    if isinstance(x, nc.IsEmpty):
+        return qe.IsEmptyCondition(key=x.key)
+    if isinstance(x, nc.Filter):
+        return _neutral_filter(x)
+    raise QueryError(f"filter condition {type(x).__name__} is not supported by the embedded engine")
+
+
 def edge_condition(c: Any) -> Any:
     import qdrant_edge as qe
 
+    models = _models()
     if isinstance(c, models.Filter):
         return edge_filter(c)
     if isinstance(c, models.HasIdCondition):
@@ -53,9 +91,9 @@ def edge_condition(c: Any) -> Any:
         if isinstance(m, models.MatchValue):
             match = qe.MatchValue(m.value)
         elif isinstance(m, models.MatchAny):
-            match = qe.MatchAny(list(m.any))  # type: ignore[arg-type]
+            match = qe.MatchAny(list(m.any))
         elif isinstance(m, models.MatchExcept):
-            match = qe.MatchExcept(list(m.except_))  # type: ignore[arg-type]
+            match = qe.MatchExcept(list(m.except_))
         elif isinstance(m, models.MatchText):
             match = qe.MatchText(m.text)
         elif m is not None:
@@ -110,6 +148,7 @@ def _edge_geo_and_count(c: models.FieldCondition) -> dict[str, Any]:
 def edge_vector(vector: Any) -> Any:
     import qdrant_edge as qe
 
+    models = _models()
     if isinstance(vector, models.SparseVector):
         return qe.SparseVector(list(vector.indices), list(vector.values))
     return vector
@@ -118,6 +157,7 @@ def edge_vector(vector: Any) -> Any:
 def edge_query(query: Any, using: str | None) -> Any:
     import qdrant_edge as qe
 
+    models = _models()
     if query is None:
         return None
     if isinstance(query, models.NearestQuery):
@@ -146,6 +186,7 @@ def edge_expression(e: Any) -> Any:
     """A formula expression (constants, ``$score[n]``/payload variables, sum, mult, neg, div) for Edge."""
     import qdrant_edge as qe
 
+    models = _models()
     x = qe.Expression
     if isinstance(e, bool):
         raise QueryError("a formula term cannot be a boolean")

@@ -8,6 +8,7 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
+from indexer.conditions import AnyFilter
 from indexer.config import QdrantSettings
 from indexer.errors import StoreError, TransientStoreError
 from indexer.models import Hit, PointRecord, StoredPoint
@@ -16,6 +17,7 @@ from indexer.store.base import AsyncStore, to_hit, to_stored
 from indexer.store.errors import already_exists, classify, store_error
 from indexer.store.features import MIN_SERVER_VERSION, Version, parse_version, show
 from indexer.store.groups import HitGroup, from_groups_result, groups_arguments
+from indexer.store.qdrant_filters import to_qdrant_filter
 from indexer.store.qdrant_params import (
     PAYLOAD_TYPES,
     client_options,
@@ -189,12 +191,12 @@ class QdrantStore:
         structs = [to_point_struct(p) for p in points]
         self._write(f"writing {len(points)} points", self.client.upsert, self.collection, points=structs)
 
-    def delete(self, flt: models.Filter) -> None:
-        selector = models.FilterSelector(filter=flt)
+    def delete(self, flt: AnyFilter) -> None:
+        selector = models.FilterSelector(filter=to_qdrant_filter(flt))
         self._write("deleting points", self.client.delete, self.collection, points_selector=selector)
 
-    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
-        selector = models.FilterSelector(filter=flt)
+    def set_payload(self, flt: AnyFilter, payload: dict[str, Any]) -> None:
+        selector = models.FilterSelector(filter=to_qdrant_filter(flt))
         self._write("setting payload", self.client.set_payload, self.collection, payload=payload, points=selector)
 
     def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
@@ -218,8 +220,9 @@ class QdrantStore:
             )
         return out
 
-    def count(self, flt: models.Filter | None = None) -> int:
-        return int(self._call("count", self.client.count, self.collection, count_filter=flt, exact=True).count)
+    def count(self, flt: AnyFilter | None = None) -> int:
+        qf = to_qdrant_filter(flt)
+        return int(self._call("count", self.client.count, self.collection, count_filter=qf, exact=True).count)
 
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
         records = self._call(
@@ -227,14 +230,15 @@ class QdrantStore:
         )
         return [to_stored(r) for r in records]
 
-    def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
+    def scroll(self, flt: AnyFilter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
+        qf = to_qdrant_filter(flt)
         offset = None
         while True:
             records, offset = self._call(
                 "scroll",
                 self.client.scroll,
                 self.collection,
-                scroll_filter=flt,
+                scroll_filter=qf,
                 limit=page,
                 offset=offset,
                 with_payload=True,

@@ -8,11 +8,13 @@ from typing import Any
 
 from qdrant_client import models
 
+from indexer.conditions import AnyFilter
 from indexer.config import QdrantSettings
 from indexer.models import Hit
 from indexer.store.base import to_hit
 from indexer.store.errors import store_error
 from indexer.store.groups import HitGroup, from_groups_result, groups_arguments
+from indexer.store.qdrant_filters import to_qdrant_filter
 from indexer.store.qdrant_params import split_by_bytes
 
 
@@ -63,9 +65,10 @@ class AsyncQdrantStore:
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
-    async def count(self, flt: models.Filter | None = None) -> int:
+    async def count(self, flt: AnyFilter | None = None) -> int:
         try:
-            return int((await self._client().count(self.collection, count_filter=flt, exact=True)).count)
+            qf = to_qdrant_filter(flt)
+            return int((await self._client().count(self.collection, count_filter=qf, exact=True)).count)
         except Exception as e:
             raise store_error(e, "count") from e
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qdrant_client import models
-
+from indexer.conditions import AnyFilter
 from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.schema import CollectionInfo, CollectionSpec
 from indexer.store.base import AsyncStore, Store
-from indexer.store.groups import HitGroup
+
+if TYPE_CHECKING:
+    from qdrant_client import models
+
+    from indexer.store.groups import HitGroup
 
 
 class SerializedStore:
@@ -49,11 +52,11 @@ class SerializedStore:
         with self.lock:
             self.inner.upsert(points, wait)
 
-    def delete(self, flt: models.Filter) -> None:
+    def delete(self, flt: AnyFilter) -> None:
         with self.lock:
             self.inner.delete(flt)
 
-    def set_payload(self, flt: models.Filter, payload: dict[str, Any]) -> None:
+    def set_payload(self, flt: AnyFilter, payload: dict[str, Any]) -> None:
         with self.lock:
             self.inner.set_payload(flt, payload)
 
@@ -67,7 +70,7 @@ class SerializedStore:
         with self.lock:
             return self.inner.query_groups(requests, group_by, group_size)
 
-    def count(self, flt: models.Filter | None = None) -> int:
+    def count(self, flt: AnyFilter | None = None) -> int:
         with self.lock:
             return self.inner.count(flt)
 
@@ -75,7 +78,7 @@ class SerializedStore:
         with self.lock:
             return self.inner.retrieve(ids, with_vectors)
 
-    def scroll(self, flt: models.Filter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
+    def scroll(self, flt: AnyFilter | None = None, page: int = 1000) -> Iterator[StoredPoint]:
         with self.lock:  # read it all under the lock: a generator would outlive it
             return iter(list(self.inner.scroll(flt, page)))
 
@@ -106,7 +109,7 @@ class ThreadedAsyncStore:
     ) -> list[list[HitGroup]]:
         return await asyncio.to_thread(self.store.query_groups, requests, group_by, group_size)
 
-    async def count(self, flt: models.Filter | None = None) -> int:
+    async def count(self, flt: AnyFilter | None = None) -> int:
         return await asyncio.to_thread(self.store.count, flt)
 
     async def close(self) -> None:
