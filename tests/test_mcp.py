@@ -30,10 +30,14 @@ def url(tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path_factory: pytest.Te
 
 
 async def _session(
-    url: str, key: str | None, calls: list[tuple[str, dict[str, Any]]], statuses: list[int] | None = None
+    url: str,
+    key: str | None,
+    calls: list[tuple[str, dict[str, Any]]],
+    statuses: list[int] | None = None,
+    tenant: str | None = None,
 ) -> tuple[list[Any], list[Any]]:
     """List the tools, then make ``calls`` in one client session; returns (tools, results). ``statuses``
-    collects the HTTP status of every answer the client got."""
+    collects the HTTP status of every answer the client got; ``tenant`` is sent in ``X-Tenant``."""
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
@@ -43,6 +47,8 @@ async def _session(
             statuses.append(response.status_code)
 
     headers = {"X-API-Key": key} if key is not None else {}
+    if tenant is not None:
+        headers["X-Tenant"] = tenant
     http = httpx2.AsyncClient(headers=headers, timeout=60, event_hooks={"response": [seen]})
     async with http, Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client:
         tools = (await client.list_tools()).tools
@@ -51,9 +57,13 @@ async def _session(
 
 
 def session(
-    url: str, key: str | None, *calls: tuple[str, dict[str, Any]], statuses: list[int] | None = None
+    url: str,
+    key: str | None,
+    *calls: tuple[str, dict[str, Any]],
+    statuses: list[int] | None = None,
+    tenant: str | None = None,
 ) -> tuple[list[Any], list[Any]]:
-    return asyncio.run(_session(url, key, list(calls), statuses))
+    return asyncio.run(_session(url, key, list(calls), statuses, tenant))
 
 
 def payload(result: Any) -> Any:
@@ -159,3 +169,89 @@ def test_the_endpoint_leaves_the_applications_logging_alone() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"  # the SDK's basicConfig added no handler to the root logger
+
+
+# ------------------------------------------------------------------------------------------- tenant keys
+
+KEY_A, KEY_B, ADMIN = "mcp-key-of-a", "mcp-key-of-b", "mcp-admin-key"
+TEXTS = {
+    "a": "Amber lighthouse ledgers are audited every Monday by the harbour office of tenant alpha.",
+    "b": "Violet submarine soup needs seven onions, says the galley handbook of tenant bravo.",
+}
+
+
+@pytest.fixture(scope="module")
+def tenants_url(tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A service with tenant keys (a, b, an admin key); each tenant holds ``notes.txt``, with its own text."""
+    from indexer.pipeline import ingest
+    from indexer.tenants import TenantStore
+    from retriever.service import create_app
+    from retriever.service.tenancy import hash_key
+    from tests.service_helpers import LiveServer, open_retriever
+
+    root = tmp_path_factory.mktemp("mcp-tenants")
+    keys = f"{hash_key(KEY_A)} a;{hash_key(KEY_B)} b;{hash_key(ADMIN)} *"
+    s = make_settings(tiny_model_dir, root / "store", tenants={"keys": keys})
+    r = open_retriever(s, encoder)
+    for tenant, text in TEXTS.items():
+        (root / tenant).mkdir()
+        (root / tenant / "notes.txt").write_text(text, encoding="utf-8")
+        ingest([root / tenant], s, encoder, TenantStore(r.store, "tenant", tenant), progress=False)
+    with LiveServer(create_app(r)) as base:
+        yield base
+
+
+@pytest.mark.parametrize(
+    ("key", "tenant", "own"),
+    [(KEY_A, None, "a"), (KEY_B, None, "b"), (KEY_A, "a", "a"), (ADMIN, "a", "a"), (ADMIN, "b", "b")],
+)
+def test_tools_answer_for_the_keys_tenant_only(tenants_url: str, key: str, tenant: str | None, own: str) -> None:
+    other = "b" if own == "a" else "a"
+    query = {"query": "amber lighthouse ledgers and violet submarine soup", "limit": 10, "mode": "dense"}
+    fenced = {**query, "filter": {"tenant": other}}  # a client filter naming the other tenant
+    _, (found, found_fenced, ctx, ctx_fenced) = session(
+        tenants_url,
+        key,
+        ("search", query),
+        ("search", fenced),
+        ("context", {**query, "max_tokens": 200}),
+        ("context", {**fenced, "max_tokens": 200}),
+        tenant=tenant,
+    )
+    hits = payload(found)["hits"]
+    assert hits and {h["doc_id"] for h in hits} == {"notes.txt"}  # the same doc id in both tenants
+    assert all(h["text"] in TEXTS[own] for h in hits), hits
+    assert payload(found_fenced)["hits"] == []
+    got = payload(ctx)
+    assert got["citations"] and {c["doc_id"] for c in got["citations"]} == {"notes.txt"}
+    assert TEXTS[own].split()[0] in got["text"] and TEXTS[other].split()[0] not in got["text"]
+    empty = payload(ctx_fenced)
+    assert empty["citations"] == [] and TEXTS[other].split()[0] not in empty["text"]
+
+
+@pytest.mark.parametrize(
+    ("key", "tenant", "status", "detail"),
+    [
+        (ADMIN, None, 422, "X-Tenant"),  # an admin key names no tenant
+        (KEY_A, "b", 403, "not allowed"),  # a tenant's key names another tenant
+        (KEY_A, "a/../b", 403, "not allowed"),
+        (ADMIN, "a/../b", 422, "tenant"),
+        (None, "a", 401, "X-API-Key"),
+    ],
+)
+def test_keys_that_may_not_act_for_the_tenant_are_refused(
+    tenants_url: str, key: str | None, tenant: str | None, status: int, detail: str
+) -> None:
+    from mcp.shared.exceptions import MCPError
+
+    statuses: list[int] = []
+    with pytest.RaisesGroup(MCPError, flatten_subgroups=True):  # the client cannot even list the tools
+        session(tenants_url, key, ("search", {"query": "amber lighthouse"}), statuses=statuses, tenant=tenant)
+    assert statuses and set(statuses) == {status}
+    headers = {"Accept": "application/json, text/event-stream"}
+    headers |= {"X-API-Key": key} if key is not None else {}
+    headers |= {"X-Tenant": tenant} if tenant is not None else {}
+    call = {"name": "search", "arguments": {"query": "amber lighthouse"}}
+    with httpx.Client(base_url=tenants_url, timeout=60) as c:
+        r = c.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}, headers=headers)
+    assert r.status_code == status and detail in r.json()["detail"]  # refused before the tool ran

@@ -69,7 +69,8 @@ def test_keys_decide_the_tenant_and_wrong_ones_are_refused(c: httpx.Client) -> N
     assert c.post("/search", json=body, headers={**ADMIN_H, "X-Tenant": "a/../b"}).status_code == 422
     assert c.get("/healthz").status_code == 200
     assert c.get("/readyz").json()["points"] == 0  # open to anyone: the collection's size is not told
-    assert c.post("/mcp", json={}, headers=A).status_code == 404  # not served until it scopes by tenant keys
+    assert c.post("/mcp", json={}, headers=ADMIN_H).status_code == 422  # /mcp: the same keys (tests/test_mcp.py)
+    assert c.post("/mcp", json={}, headers={**A, "X-Tenant": "b"}).status_code == 403
     schema = c.get("/openapi.json", headers=A).json()
     search = schema["paths"]["/search"]["post"]
     assert {"401", "403", "422"} <= set(search["responses"])

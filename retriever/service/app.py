@@ -160,8 +160,8 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
     ``api_key`` defaults to ``service.api_key`` (``RETRIEVER_API_KEY``); when set, every route but the
     health probes (and ``/metrics`` with ``service.open_metrics``) needs it in the ``X-API-Key`` header,
     the MCP endpoint (``/mcp``, ``service.mcp``) included. ``keys`` (default: ``TenantKeys.from_settings``)
-    are tenants' keys: then every request acts for one tenant (``retriever.service.tenancy``), and
-    ``api_key`` is an admin key.
+    are tenants' keys: then every request (the MCP tools' included) acts for one tenant
+    (``retriever.service.tenancy``), and ``api_key`` is an admin key.
     """
     settings = retriever.settings
     key = api_key if api_key is not None else settings.service.api_key
@@ -176,9 +176,7 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
     metrics = Metrics()
     open_paths = OPEN_PATHS | {"/metrics"} if settings.service.open_metrics else OPEN_PATHS
     mcp = None
-    if settings.service.mcp and keys is not None:  # fail closed: its tools would answer for every tenant
-        logger.warning("the MCP endpoint does not scope by tenant keys yet: /mcp is not served with tenant keys")
-    elif settings.service.mcp:
+    if settings.service.mcp:  # its tools are scoped by the tenant keys as the routes are (``mcp_tools``)
         from retriever.service.mcp_tools import McpEndpoint
 
         mcp = McpEndpoint(settings)

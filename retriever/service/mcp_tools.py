@@ -4,6 +4,11 @@ Served at ``/mcp`` on the same app (streamable HTTP, stateless, JSON answers) wh
 so the same outer layers apply to it: the API key, body limits, request ids and metrics. The tools
 take the HTTP routes' bodies (``SearchRequest``, ``ContextRequest``: the same checks and limits) and run
 through the same ``ServiceState`` methods as ``POST /search`` and ``POST /context``.
+
+With tenant keys, the tools are scoped as the routes are: the request's key (and ``X-Tenant`` for an admin
+key) names the tenant (``retriever.service.state.service_state``), checked twice: before the MCP server
+sees the request (a refusal is the routes' 401, 403 or 422), and again by each tool call on the HTTP
+request it came in (``ctx.request_context.request``), which then searches that tenant's view only.
 """
 
 from __future__ import annotations
@@ -13,14 +18,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
+from mcp.server.mcpserver import Context  # a module global: the SDK finds the tools' context parameter by it
 from pydantic import Field, ValidationError
+from starlette.requests import Request
 
 from indexer.config import Settings
 from indexer.errors import IndexerError, StoreError
 from indexer.modes import MAX_LIMIT, MAX_QUERY_CHARS
+from retriever.service.guard import error_response
 from retriever.service.routes import context_answer, search_options
 from retriever.service.schemas import ContextRequest, SearchRequest
-from retriever.service.state import ServiceState
+from retriever.service.state import ApiError, ServiceState, service_state
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -60,6 +68,12 @@ class _Routed:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         scope["route"] = self.route
+        if scope["type"] == "http":
+            try:  # with tenant keys: a key that may not act for the tenant is refused here, as by a route
+                service_state(Request(scope))
+            except ApiError as e:
+                await error_response(e.status, e.detail)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
@@ -115,10 +129,22 @@ class McpEndpoint:
         async with self.server.session_manager.run():
             yield
 
-    def _state(self) -> ServiceState:
+    def _state(self, ctx: Context) -> ServiceState:
+        """The state a tool call acts through: with tenant keys, the view of the tenant its HTTP request's
+        key allows (as ``service_state`` gives the routes); a call without an HTTP request is refused."""
+        from mcp.server.mcpserver.exceptions import ToolError
+
         assert self.app is not None, "mount the MCP endpoint on an app first"
         state: ServiceState = self.app.state.service
-        return state
+        if state.keys is None:
+            return state
+        request = ctx.request_context.request
+        if not isinstance(request, Request):
+            raise ToolError("this service has tenant keys: call its tools over HTTP, with a key")
+        try:
+            return service_state(request)
+        except ApiError as e:
+            raise ToolError(e.detail) from None
 
     def _add_tools(self) -> None:
         from mcp.server.mcpserver.exceptions import ToolError
@@ -146,6 +172,7 @@ class McpEndpoint:
             "pages and metadata.",
         )
         async def search(
+            ctx: Context,
             query: Query,
             limit: Limit = None,
             mode: Mode = None,
@@ -157,7 +184,7 @@ class McpEndpoint:
             options_given: dict[str, Any] = {"limit": limit, "mode": mode, "filter": filter, "group_by": group_by}
             options_given |= {"group_size": group_size, "diversity": diversity}
             request = body(SearchRequest, {"query": query, **options_given})
-            state = self._state()
+            state = self._state(ctx)
             options = search_options(request, state)
             try:
                 [hits] = await state.search([request.query], options)
@@ -171,6 +198,7 @@ class McpEndpoint:
             "numbered citations [1], [2], ... within max_tokens tokens.",
         )
         async def context(
+            ctx: Context,
             query: Query,
             max_tokens: Annotated[int, Field(description="token budget of the context text")] = 2000,
             limit: Limit = None,
@@ -183,9 +211,9 @@ class McpEndpoint:
             options_given: dict[str, Any] = {"limit": limit, "mode": mode, "filter": filter, "group_by": group_by}
             options_given |= {"group_size": group_size, "diversity": diversity}
             request = body(ContextRequest, {"query": query, "max_tokens": max_tokens, **options_given})
-            state = self._state()
+            state = self._state(ctx)
             try:
-                ctx = await state.context_for(request.query, search_options(request, state), request.max_tokens)
+                built = await state.context_for(request.query, search_options(request, state), request.max_tokens)
             except IndexerError as e:
                 raise failed(state, e) from None
-            return context_answer(ctx)
+            return context_answer(built)
