@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-overlap", type=int, help="tokens shared by neighbouring chunks")
     p.add_argument("--include", action="append", help="glob of files to take (repeatable)")
     p.add_argument("--exclude", action="append", help="glob of files to skip (repeatable)")
-    p.add_argument("--batch-size", type=int, help="chunks per model forward pass")
+    p.add_argument(
+        "--batch-size", type=int, help="chunks per encoder call / 8 (forward passes: model.max_batch_tokens)"
+    )
     p.add_argument("--shards", type=int, help="server: shards of a new collection (default: the server's)")
     p.add_argument("--replication-factor", type=int, help="server: copies of each shard of a new collection")
     p.add_argument(
