@@ -10,8 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from indexer.config import Settings
 from indexer.encoder import Encoder
+from indexer.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
@@ -53,3 +56,40 @@ def retrievers_on_every_engine(
     finally:
         for r in out.values():
             r.close()
+
+
+def stored_points(store: Store) -> dict[str, tuple]:
+    """Every point of the store's collection: its payload and vectors, exactly as stored."""
+    ids = [p.id for p in store.scroll()]
+    out = {}
+    for p in store.retrieve(ids, with_vectors=True):
+        vectors = {}
+        for name, v in p.vectors.items():
+            if hasattr(v, "indices"):
+                vectors[name] = (tuple(v.indices), np.asarray(v.values, dtype=np.float32))
+            else:
+                vectors[name] = np.asarray(v, dtype=np.float32)
+        out[p.id] = (p.payload, vectors)
+    return out
+
+
+def assert_same(got: dict, want: dict) -> None:
+    """Same ids and payloads exactly; same vectors up to batch-order float noise.
+
+    A chunk encoded in another batch (other neighbours, other padding) gets float32 vectors that
+    differ in the last bits, which float16 storage can round one step apart: 1e-3 covers that and
+    nothing else (distinct chunks differ by orders of magnitude more).
+    """
+    assert got.keys() == want.keys(), f"{len(got.keys() - want.keys())} extra, {len(want.keys() - got.keys())} missing"
+    for pid, (payload, vectors) in want.items():
+        got_payload, got_vectors = got[pid]
+        assert got_payload == payload, f"point {pid}: payload differs"
+        assert got_vectors.keys() == vectors.keys(), f"point {pid}: vector names differ"
+        for name, v in vectors.items():
+            g = got_vectors[name]
+            if isinstance(v, tuple):
+                assert g[0] == v[0], f"point {pid}: sparse indices differ"
+                np.testing.assert_allclose(g[1], v[1], rtol=1e-4, atol=1e-5, err_msg=f"point {pid}: {name}")
+            else:
+                assert g.shape == v.shape, f"point {pid}: {name} shape differs"
+                np.testing.assert_allclose(g, v, atol=1e-3, err_msg=f"point {pid}: {name}")

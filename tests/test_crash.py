@@ -17,13 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from indexer import cli as indexer_cli
 from indexer.records import kind_filter
 from indexer.store.edge import EdgeStore
-from tests.helpers import REPO, SAMPLES
+from tests.helpers import REPO, SAMPLES, assert_same, stored_points
 
 pytestmark = pytest.mark.slow  # real ingest processes killed and re-run
 
@@ -55,17 +54,7 @@ def snapshot(store_path: Path) -> dict[str, tuple]:
     store = EdgeStore(store_path, "crash")
     try:
         store.open_collection()
-        ids = [p.id for p in store.scroll()]
-        out = {}
-        for p in store.retrieve(ids, with_vectors=True):
-            vectors = {}
-            for name, v in p.vectors.items():
-                if hasattr(v, "indices"):
-                    vectors[name] = (tuple(v.indices), np.asarray(v.values, dtype=np.float32))
-                else:
-                    vectors[name] = np.asarray(v, dtype=np.float32)
-            out[p.id] = (p.payload, vectors)
-        return out
+        return stored_points(store)
     finally:
         store.close()
 
@@ -93,28 +82,6 @@ def clean(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     return {"corpus": corpus, "snapshot": snapshot(base / "store"), "seconds": time.perf_counter() - started}
-
-
-def assert_same(got: dict, want: dict) -> None:
-    """Same ids and payloads exactly; same vectors up to batch-order float noise.
-
-    A chunk encoded in another batch (other neighbours, other padding) gets float32 vectors that
-    differ in the last bits, which float16 storage can round one step apart: 1e-3 covers that and
-    nothing else (distinct chunks differ by orders of magnitude more).
-    """
-    assert got.keys() == want.keys(), f"{len(got.keys() - want.keys())} extra, {len(want.keys() - got.keys())} missing"
-    for pid, (payload, vectors) in want.items():
-        got_payload, got_vectors = got[pid]
-        assert got_payload == payload, f"point {pid}: payload differs"
-        assert got_vectors.keys() == vectors.keys(), f"point {pid}: vector names differ"
-        for name, v in vectors.items():
-            g = got_vectors[name]
-            if isinstance(v, tuple):
-                assert g[0] == v[0], f"point {pid}: sparse indices differ"
-                np.testing.assert_allclose(g[1], v[1], rtol=1e-4, atol=1e-5, err_msg=f"point {pid}: {name}")
-            else:
-                assert g.shape == v.shape, f"point {pid}: {name} shape differs"
-                np.testing.assert_allclose(g, v, atol=1e-3, err_msg=f"point {pid}: {name}")
 
 
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)

@@ -1,7 +1,7 @@
 """Ingestion past one process: ``--ray`` on a local Ray (2 CPUs, started here) and ``--partition I/N``.
 
 Each comparison is against a single-process run of the same corpus: the same point ids and payloads
-exactly, vectors up to batch-composition float noise (``tests.test_crash.assert_same``). The server path
+exactly, vectors up to batch-composition float noise (``tests.helpers.assert_same``). The server path
 runs against the loopback stand-in server (the actors write to it themselves); the embedded path on Edge
 (the actors hand vectors back, the driver writes). A killed worker is a real SIGKILL of a Ray actor.
 """
@@ -23,10 +23,9 @@ from indexer.encoder import BGEM3Encoder
 from indexer.errors import ConfigError
 from indexer.pipeline import IngestReport, ingest
 from indexer.records import KIND_LEASE, kind_filter
-from indexer.store import Store, open_store
-from tests.helpers import make_settings
+from indexer.store import open_store
+from tests.helpers import assert_same, make_settings, stored_points
 from tests.qdrant_standin import QdrantStandIn
-from tests.test_crash import assert_same
 
 WORDS = ["supply", "contract", "delivery", "penalty", "invoice", "warehouse", "carrier", "договор", "поставка"]
 
@@ -40,21 +39,6 @@ def make_corpus(root: Path, docs: int = 6) -> Path:
     (root / "notes" / "guide.md").write_text("# Guide\n\n## Delivery\n\nThe carrier brings it.\n", encoding="utf-8")
     (root / "notes" / "image.png").write_bytes(b"\x89PNG")  # skipped, in both runs
     return root
-
-
-def snapshot(store: Store) -> dict[str, tuple]:
-    """Every point: payload and vectors as stored."""
-    ids = [p.id for p in store.scroll()]
-    out = {}
-    for p in store.retrieve(ids, with_vectors=True):
-        vectors = {}
-        for name, v in p.vectors.items():
-            if hasattr(v, "indices"):
-                vectors[name] = (tuple(v.indices), np.asarray(v.values, dtype=np.float32))
-            else:
-                vectors[name] = np.asarray(v, dtype=np.float32)
-        out[p.id] = (p.payload, vectors)
-    return out
 
 
 def outcome(report: IngestReport) -> list[tuple[str, str, int, int]]:
@@ -90,7 +74,7 @@ def single(tiny_model_dir: Path, encoder: BGEM3Encoder, corpus: Path, server: Qd
     store = open_store(s.qdrant, s.collection.name)
     try:
         report = ingest([corpus], s, encoder, store, progress=False)
-        return {"report": report, "points": snapshot(store)}
+        return {"report": report, "points": stored_points(store)}
     finally:
         store.close()
 
@@ -138,7 +122,7 @@ def test_two_partitions_together_equal_one_full_run(
         sources = [{f.source for f in reports[i].files} for i in range(2)]
         assert not sources[0] & sources[1] and sources[0] | sources[1] == {f.source for f in single["report"].files}
         assert store.count(kind_filter(KIND_LEASE)) == 0
-        got = snapshot(store)
+        got = stored_points(store)
     finally:
         store.close()
     # doc0.txt was ingested alone first (root: its folder), then again from the corpus root: the same doc id
@@ -208,7 +192,7 @@ def test_ray_run_on_a_server_equals_a_single_process_run(
         report = ingest_on_ray([corpus], s, encoder, store, progress=False, docs_per_batch=3)
         assert outcome(report) == outcome(single["report"])
         assert "7 documents ingested" in report.summary() and "1 skipped" in report.summary()
-        assert_same(snapshot(store), single["points"])
+        assert_same(stored_points(store), single["points"])
     finally:
         store.close()
     # The command line, again: nothing changed, so no file is read and no Ray job starts; the usual summary.
@@ -233,7 +217,7 @@ def test_ray_run_on_an_embedded_store_has_the_driver_write(
     try:
         report = ingest_on_ray([corpus], s, encoder, store, progress=False, docs_per_batch=3)
         assert outcome(report) == outcome(single["report"])
-        assert_same(snapshot(store), single["points"])
+        assert_same(stored_points(store), single["points"])
     finally:
         store.close()
 
@@ -252,10 +236,10 @@ def test_a_ray_worker_killed_mid_run_is_retried_and_a_rerun_changes_nothing(
         assert not local_ray.exists(), "no worker was killed"
         assert outcome(report) == outcome(single["report"])
         assert store.count(kind_filter(KIND_LEASE)) == 0  # the retry took over its dead attempt's leases
-        assert_same(snapshot(store), single["points"])
+        assert_same(stored_points(store), single["points"])
         again = ingest_on_ray([corpus], s, encoder, store, progress=False)
         assert again.unchanged == 7 and again.repaired == 0
-        assert_same(snapshot(store), single["points"])
+        assert_same(stored_points(store), single["points"])
     finally:
         local_ray.unlink(missing_ok=True)
         store.close()
@@ -313,7 +297,7 @@ def test_the_distributed_steps_decide_refresh_and_defer_as_a_single_run(
     reference = open_store(s.qdrant, "reference")
     try:
         ingest([corpus], s.replace(collection={"name": "reference"}), encoder, reference, progress=False)
-        assert_same(snapshot(store), snapshot(reference))
+        assert_same(stored_points(store), stored_points(reference))
     finally:
         reference.close()
         store.close()
