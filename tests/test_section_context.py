@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import httpx
 import pytest
 
 from indexer.config import Settings
@@ -120,3 +121,24 @@ def test_expansion_needs_a_fetcher_and_a_section(indexed: list[SearchHit], store
     untitled = replace(indexed[0], headings=())
     ctx = build_context([untitled], len, 100_000, expand="section", fetch=store_chunk_fetcher(store))
     assert ctx.citations[0].chunk_indexes == (untitled.chunk_index,)  # no section to name: not grown
+
+
+def test_the_service_context_expands_a_hit_to_its_section(settings: Settings, encoder: BGEM3Encoder) -> None:
+    from tests.service_helpers import serve
+
+    with serve(settings, encoder) as base, httpx.Client(base_url=base, timeout=60) as client:
+        files = {"file": ("policy.docx", docx_bytes(POLICY), "application/octet-stream")}
+        assert client.post("/documents", files=files).status_code == 201
+        ask = {"query": "Rule 7: a laptop keeps disk encryption", "limit": 1, "max_tokens": 100_000}
+        plain = client.post("/context", json=ask).json()
+        grown = client.post("/context", json={**ask, "expand": "section"}).json()
+        near = client.post("/context", json={**ask, "expand": "neighbours", "neighbours": 1}).json()
+        refused = client.post("/context", json={**ask, "expand": "everything"})
+    [one], [section], [around] = plain["citations"], grown["citations"], near["citations"]
+    [i] = one["chunk_indexes"]
+    assert around["chunk_indexes"] == [i - 1, i, i + 1]
+    assert section["headings"] == list(SECTION) and i in section["chunk_indexes"]
+    assert not all(rule in plain["text"] for rule in RULES)
+    assert all(rule in grown["text"] for rule in RULES)  # the whole section, every rule of it
+    assert "lost device" not in grown["text"]  # and nothing of the next section
+    assert refused.status_code == 422

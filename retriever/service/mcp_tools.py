@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context  # a module global: the SDK finds the tools' context parameter by it
 from pydantic import Field, ValidationError
@@ -207,13 +207,19 @@ class McpEndpoint:
             group_by: GroupBy = None,
             group_size: GroupSize = None,
             diversity: Diversity = None,
+            expand: Annotated[
+                Literal["none", "section", "neighbours"],
+                Field(description="grow each passage to its whole section, or by neighbouring chunks"),
+            ] = "none",
         ) -> dict[str, Any]:
             options_given: dict[str, Any] = {"limit": limit, "mode": mode, "filter": filter, "group_by": group_by}
             options_given |= {"group_size": group_size, "diversity": diversity}
-            request = body(ContextRequest, {"query": query, "max_tokens": max_tokens, **options_given})
+            fields = {"query": query, "max_tokens": max_tokens, "expand": expand, **options_given}
+            request = body(ContextRequest, fields)
             state = self._state(ctx)
+            options = search_options(request, state)
             try:
-                built = await state.context_for(request.query, search_options(request, state), request.max_tokens)
+                built = await state.context_for(request.query, options, request.max_tokens, request.expand)
             except IndexerError as e:
                 raise failed(state, e) from None
             return context_answer(built)

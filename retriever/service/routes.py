@@ -160,7 +160,8 @@ async def search_batch(body: BatchSearchRequest, service: Service) -> dict[str, 
 @search.post("/context", response_model=ContextResponse)
 async def context(body: ContextRequest, service: Service) -> dict[str, Any]:
     """Search, then build a prompt context: merged passages with numbered citations within ``max_tokens``."""
-    ctx = await service.context_for(body.query, search_options(body, service), body.max_tokens)
+    options = search_options(body, service)
+    ctx = await service.context_for(body.query, options, body.max_tokens, body.expand, body.neighbours)
     return context_answer(ctx)
 
 

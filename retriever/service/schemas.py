@@ -75,6 +75,12 @@ class BatchSearchRequest(_Options):
 
 class ContextRequest(SearchRequest):
     max_tokens: JsonInt = Field(2000, ge=1, le=1_000_000, description="token budget of the context text")
+    expand: Literal["none", "section", "neighbours"] = Field(
+        "none",
+        description="grow each passage within the budget: to its whole section (its heading path), or by up to "
+        "`neighbours` chunks on each side",
+    )
+    neighbours: JsonInt = Field(1, ge=1, le=50, description="chunks on each side, with expand = neighbours")
 
 
 class Hit(BaseModel):

@@ -20,7 +20,7 @@ from indexer.config import Settings
 from indexer.modes import SearchMode
 from retriever.aio import AsyncRetriever
 from retriever.api import SearchHit, SearchOptions
-from retriever.context import Context, build_context, token_counter
+from retriever.context import Context, Expand, build_context, store_chunk_fetcher, token_counter
 from retriever.service.guard import API_KEY_HEADER
 from retriever.service.observability import Metrics, note
 from retriever.service.tenancy import TENANT_HEADER, AccessDenied, TenantKeys
@@ -82,14 +82,19 @@ class ServiceState:
         note(mode=self.mode_of(options).value)
         return await self.retriever.search_planned(queries, options)
 
-    async def context_for(self, query: str, options: SearchOptions, max_tokens: int) -> Context:
-        """Search, then build a prompt context within ``max_tokens``."""
+    async def context_for(
+        self, query: str, options: SearchOptions, max_tokens: int, expand: Expand = "none", neighbours: int = 1
+    ) -> Context:
+        """Search, then build a prompt context within ``max_tokens`` (passages grown by ``expand``)."""
         [hits] = await self.search([query], options)
-        return await asyncio.to_thread(self.context, hits, max_tokens)
+        return await asyncio.to_thread(self.context, hits, max_tokens, expand, neighbours)
 
-    def context(self, hits: list[Any], max_tokens: int) -> Context:
+    def context(self, hits: list[Any], max_tokens: int, expand: Expand = "none", neighbours: int = 1) -> Context:
+        # The other chunks are read through this view's store: a tenant's view reads only its own.
+        fetch = None if expand == "none" else store_chunk_fetcher(self.retriever.retriever.store)
         with self.context_lock:
-            return build_context(hits, token_counter(self.context_tokenizer), max_tokens)
+            count = token_counter(self.context_tokenizer)
+            return build_context(hits, count, max_tokens, expand=expand, fetch=fetch, neighbours=neighbours)
 
 
 def service_state(request: Request) -> ServiceState:
