@@ -24,9 +24,11 @@ def check_chunks(doc, chunks, tokenizer, size: int) -> None:
     for c in chunks:
         assert c.text == doc.text[c.start : c.end]
         assert c.token_count == exact_tokens(tokenizer, c.text) <= size
-        assert c.text.strip() == c.text and c.text
+        assert c.text.strip() == c.text
+        assert c.text, "empty chunk"
     starts = [c.start for c in chunks]
-    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    assert starts == sorted(starts)
+    assert len(set(starts)) == len(starts), f"two chunks start at the same offset: {starts}"
     # Nothing lost: every non-blank character lies in some chunk.
     covered = bytearray(len(doc.text))
     for c in chunks:
@@ -78,7 +80,8 @@ def test_pages_of_chunks(tokenizer) -> None:
     check_chunks(doc, chunks, tokenizer, 48)
     for c in chunks:
         expected = {n for n in range(1, 5) if f"Page {n} " in c.text or f"number {n}." in c.text}
-        assert set(c.pages) >= expected and c.pages
+        assert set(c.pages) >= expected, (c.pages, c.text[:60])
+        assert c.pages, c.text[:60]
     assert {p for c in chunks for p in c.pages} == {1, 2, 3, 4}
 
 
@@ -133,9 +136,11 @@ def test_heading_chunks_stay_inside_their_sections(tokenizer) -> None:
     records = [c for c in chunks if c.headings[-1:] == ("3. Records",)]
     assert len(records) > 2  # the long section is split inside itself, every piece keeps its path
     section = by_path[("Supply Agreement", "3. Records")]
-    assert all(section.start <= c.start and c.end <= section.end for c in records)
+    assert all(section.start <= c.start for c in records), (section.start, [c.start for c in records])
+    assert all(c.end <= section.end for c in records), (section.end, [c.end for c in records])
     [term] = [c for c in chunks if "two years" in c.text]
-    assert term.headings == ("Supply Agreement", "4. Term") and term.text.startswith("## 4. Term")
+    assert term.headings == ("Supply Agreement", "4. Term")
+    assert term.text.startswith("## 4. Term"), term.text[:60]
 
 
 def test_small_sections_merge_with_siblings_and_children_only(tokenizer) -> None:
@@ -158,7 +163,8 @@ def test_plain_splitting_is_a_setting_and_still_names_sections(tokenizer) -> Non
     check_chunks(doc, plain, tokenizer, 64)
     assert [c.headings for c in plain] == [doc.headings_between(c.start, c.end) for c in plain]
     straddling = [c for c in plain if "Acceptance within" in c.text and "Delivery within" in c.text]
-    assert straddling and straddling[0].headings == ("Supply Agreement", "2. Obligations")  # what both share
+    assert straddling, "no plain chunk holds both sections"
+    assert straddling[0].headings == ("Supply Agreement", "2. Obligations")  # what both share
     heading_aware = list(Chunker(tokenizer, 64, 8).split(doc))
     assert [(c.start, c.end) for c in heading_aware] != [(c.start, c.end) for c in plain]
 
@@ -170,7 +176,8 @@ def test_separator_free_section_is_cut_by_token_windows(tokenizer) -> None:
     chunks = list(Chunker(tokenizer, 100, 10).split(doc))
     check_chunks(doc, chunks, tokenizer, 100)
     blob = [c for c in chunks if c.headings == ("Blob",)]
-    assert len(blob) > 5 and [c for c in chunks if c.headings == ("After",)]
+    assert len(blob) > 5
+    assert [c for c in chunks if c.headings == ("After",)], "no chunk under the heading after the blob"
 
 
 def test_slides_keep_their_pages(tokenizer) -> None:
@@ -181,4 +188,5 @@ def test_slides_keep_their_pages(tokenizer) -> None:
     chunks = list(Chunker(tokenizer, 48, 0).split(doc))
     check_chunks(doc, chunks, tokenizer, 48)
     for c in chunks:
-        assert c.headings and c.pages == (int(c.headings[0].split()[1]),)  # a slide's chunks: its page, its title
+        assert c.headings, c.text[:60]
+        assert c.pages == (int(c.headings[0].split()[1]),), c.headings  # a slide's chunks: its page, its title

@@ -52,7 +52,8 @@ def test_distant_chunks_stay_apart_in_rank_order(chunks: tuple[str, list[Chunk]]
 def test_same_text_under_another_doc_id_is_dropped(chunks: tuple[str, list[Chunk]]) -> None:
     _, cs = chunks
     merged = merge_hits([as_hit(cs[0]), as_hit(cs[0], doc_id="copy-of-the-same-file.md")])
-    assert len(merged) == 1 and merged[0].doc_id == cs[0].doc_id
+    assert len(merged) == 1, merged
+    assert merged[0].doc_id == cs[0].doc_id
 
 
 def test_context_has_numbered_citations_and_fits_the_budget(
@@ -63,12 +64,16 @@ def test_context_has_numbered_citations_and_fits_the_budget(
     hits = [as_hit(cs[4], 0.9), as_hit(cs[0], 0.8), as_hit(cs[1], 0.7)]
     full = build_context(hits, count, max_tokens=100_000)
     assert [c.chunk_indexes for c in full.citations] == [(4,), (0, 1)]
-    assert full.text.startswith(f"[1] {cs[4].source}, p. 1\n") and f"\n\n[2] {cs[0].source}, p. 1\n" in full.text
-    assert full.tokens == count(full.text) and full.dropped == 0
+    assert full.text.startswith(f"[1] {cs[4].source}, p. 1\n"), full.text
+    assert f"\n\n[2] {cs[0].source}, p. 1\n" in full.text
+    assert full.tokens == count(full.text)
+    assert full.dropped == 0
 
     budget = count(full.text) - 1  # one token short: the second passage no longer fits
     cut = build_context(hits, count, max_tokens=budget)
-    assert len(cut.citations) == 1 and cut.dropped == 1 and cut.tokens <= budget
+    assert len(cut.citations) == 1, cut.citations
+    assert cut.dropped == 1
+    assert cut.tokens <= budget
     assert cut.text == full.text.split("\n\n[2]")[0]
 
 
@@ -80,7 +85,8 @@ def test_a_smaller_later_passage_still_fits(chunks: tuple[str, list[Chunk]], enc
     budget = count(f"[1] {small.source}, p. 1\n{small.text.strip()}")
     ctx = build_context([*big, small], count, max_tokens=budget)
     assert [c.chunk_indexes for c in ctx.citations] == [(cs[-1].chunk_index,)]
-    assert ctx.citations[0].number == 1 and ctx.dropped == 1
+    assert ctx.citations[0].number == 1
+    assert ctx.dropped == 1
 
 
 def test_pages_are_cited_from_every_merged_chunk() -> None:

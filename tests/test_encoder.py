@@ -21,7 +21,8 @@ def test_sparse_conversion_from_flagembedding_output() -> None:
     sv = sparse_from_lexical(raw)
     assert sv.indices == (3, 17, 4865)
     assert sv.values == (0.125, 0.5, 0.25)
-    assert all(type(i) is int for i in sv.indices) and all(type(v) is float for v in sv.values)
+    assert all(type(i) is int for i in sv.indices), [type(i) for i in sv.indices]
+    assert all(type(v) is float for v in sv.values), [type(v) for v in sv.values]
 
 
 def test_multivector_cap_arithmetic() -> None:
@@ -34,7 +35,8 @@ def test_fit_multivector_pools_neighbours() -> None:
     v = rng.normal(size=(2500, 1024)).astype(np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     out = fit_multivector(v)
-    assert out.shape[1] == 1024 and out.size < MAX_MULTIVECTOR_FLOATS
+    assert out.shape[1] == 1024
+    assert out.size < MAX_MULTIVECTOR_FLOATS
     assert out.shape[0] == 834  # windows of 3: ceil(2500 / 3)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
     first = v[:3].mean(0)
@@ -49,13 +51,17 @@ def test_encoder_outputs_follow_the_model(encoder: BGEM3Encoder) -> None:
     texts = ["Договор поставки товара", "Revenue grew by 18 percent", "Revenue grew by 18 percent"]
     out = encoder.encode_passages(texts)
     assert len(out) == 3
-    assert encoder.dense_dim == 64 and encoder.colbert_dim == 64
+    assert encoder.dense_dim == 64
+    assert encoder.colbert_dim == 64
     for e, text in zip(out, texts, strict=True):
-        assert e.dense.shape == (64,) and e.dense.dtype == np.float32
+        assert e.dense.shape == (64,)
+        assert e.dense.dtype == np.float32
         assert abs(np.linalg.norm(e.dense) - 1) < 1e-4
         n_tokens = len(encoder.tokenizer(text)["input_ids"])
-        assert e.colbert is not None and e.colbert.shape == (n_tokens - 1, 64)  # CLS dropped
-        assert e.sparse.indices and list(e.sparse.indices) == sorted(set(e.sparse.indices))
+        assert e.colbert is not None
+        assert e.colbert.shape == (n_tokens - 1, 64)  # CLS dropped
+        assert e.sparse.indices, text
+        assert list(e.sparse.indices) == sorted(set(e.sparse.indices))
     np.testing.assert_allclose(out[1].dense, out[2].dense, rtol=1e-5)
     assert float(out[0].dense @ out[1].dense) < 0.99
 
@@ -93,9 +99,11 @@ def test_many_mixed_length_batches_match_flagembedding(tiny_model_dir: Path, fla
     texts = [" ".join(words[i * 37 : i * 37 + n]) for i, n in enumerate([700, 3, 40, 1, 250, 12, 90, 500, 7, 160] * 3)]
     enc = BGEM3Encoder(ModelSettings(name=str(tiny_model_dir), device="cpu", max_batch_tokens=1500), max_length=2048)
     lengths = [len(x) for x in enc.tokenize(texts)]
-    assert min(lengths) < 8 and max(lengths) > 1024
+    assert min(lengths) < 8
+    assert max(lengths) > 1024
     plan = plan_batches(lengths, 1500)
-    assert len(plan) > 5 and any(len(b) > 2 for b in plan)
+    assert len(plan) > 5
+    assert any(len(b) > 2 for b in plan), [len(b) for b in plan]
     ours = enc.encode_passages(texts)
     ref = flag_model.encode(
         texts, batch_size=4, max_length=2048, return_dense=True, return_sparse=True, return_colbert_vecs=True
@@ -119,7 +127,8 @@ def test_long_chunk_colbert_fits_the_cap(wide_colbert_model_dir: Path) -> None:
     assert 1100 < n_tokens <= 2048
     [e] = enc.encode_passages([text])
     assert e.colbert is not None
-    assert e.colbert.shape[0] <= 1023 and e.colbert.size < MAX_MULTIVECTOR_FLOATS
+    assert e.colbert.shape[0] <= 1023
+    assert e.colbert.size < MAX_MULTIVECTOR_FLOATS
 
 
 def test_missing_model_gives_one_clear_message(tmp_path: Path) -> None:

@@ -58,7 +58,8 @@ def test_text_with_bom_and_crlf() -> None:
     doc = load_bytes("\ufeffПривет\r\nмир".encode(), "a.txt")
     assert doc.metadata == {}
     assert doc.text == "Привет\nмир"
-    assert doc.pages[0].number == 1 and doc.pages[0].end == len(doc.text)
+    assert doc.pages[0].number == 1
+    assert doc.pages[0].end == len(doc.text)
 
 
 def test_legacy_encodings_are_detected() -> None:
@@ -66,7 +67,8 @@ def test_legacy_encodings_are_detected() -> None:
     assert decode_text(text.encode("cp1251"), "legacy.txt") == (text, "cp1251")
     assert decode_text(text.encode("utf-16"), "u16.txt") == (text, "utf-16")
     doc = load_bytes(text.encode("cp1251"), "legacy.txt")
-    assert doc.text == text and doc.metadata == {"encoding": "cp1251"}
+    assert doc.text == text
+    assert doc.metadata == {"encoding": "cp1251"}
 
 
 def test_binary_is_a_clear_error() -> None:
@@ -97,7 +99,8 @@ def test_discover_walks_recursively_with_globs(tmp_path: Path) -> None:
 
 
 def test_glob_match() -> None:
-    assert glob_match("a.pdf", "**/*.pdf") and glob_match("x/y/a.pdf", "**/*.pdf")
+    assert glob_match("a.pdf", "**/*.pdf")
+    assert glob_match("x/y/a.pdf", "**/*.pdf")
     assert glob_match("x/y/a.pdf", "*.pdf")  # * crosses folders
     assert not glob_match("a.pdf.bak", "**/*.pdf")
 
@@ -124,4 +127,5 @@ def test_short_russian_texts_in_legacy_encodings(text: str, encoding: str) -> No
 
 def test_western_text_is_not_taken_for_russian() -> None:
     text, encoding = decode_text("Grüße aus München, schöne Straße, Prix: 10 €".encode("cp1252"), "de.txt")
-    assert encoding not in ("cp1251", "koi8_r") and "München" in text
+    assert encoding not in ("cp1251", "koi8_r")
+    assert "München" in text, text

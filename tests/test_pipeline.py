@@ -33,7 +33,8 @@ def all_ids(store: Store, report) -> set[str]:
 
 def test_ingest_samples_then_reingest_changes_nothing(settings: Settings, encoder: BGEM3Encoder, store: Store) -> None:
     first = ingest([SAMPLES], settings, encoder, store, progress=False)
-    assert not first.failed and first.documents == 7  # 4 text files, 2 PDFs and the README
+    assert not first.failed, first.failed
+    assert first.documents == 7  # 4 text files, 2 PDFs and the README
     assert [f.source for f in first.skipped] == ["make_pdfs.py"]  # listed, not ingested
     assert chunk_count(store) == first.chunks > 20
     assert store.count() == first.chunks + 7 + 1  # one record per document and one for the collection
@@ -44,7 +45,8 @@ def test_ingest_samples_then_reingest_changes_nothing(settings: Settings, encode
     assert chunk_count(store) == first.chunks
     assert len(store.retrieve(sorted(ids))) == len(ids)
     again = ingest([SAMPLES], settings, encoder, store, progress=False, recreate=True)
-    assert again.documents == 7 and all_ids(store, again) == ids  # same ids from scratch
+    assert again.documents == 7
+    assert all_ids(store, again) == ids  # same ids from scratch
 
 
 def test_payload_of_a_pdf_chunk(settings: Settings, encoder: BGEM3Encoder, store: Store) -> None:
@@ -56,10 +58,14 @@ def test_payload_of_a_pdf_chunk(settings: Settings, encoder: BGEM3Encoder, store
     pages = sorted({pg for p in points for pg in p.payload["pages"]})
     assert pages == [1, 2, 3]
     revenue = [p for p in points if "42.7 million euros" in p.payload["text"]]
-    assert revenue and all(p.payload["page"] == 2 for p in revenue)
+    assert revenue, "no chunk holds the revenue figure"
+    assert all(p.payload["page"] == 2 for p in revenue), [p.payload["page"] for p in revenue]
     p = points[0].payload
-    assert p["source"] == str(pdf) and p["content_hash"] == f.content_hash and p["metadata"] == {"lang": "en"}
-    assert p["end"] > p["start"] >= 0 and 0 < p["token_count"] <= settings.chunking.chunk_size
+    assert p["source"] == str(pdf)
+    assert p["content_hash"] == f.content_hash
+    assert p["metadata"] == {"lang": "en"}
+    assert p["end"] > p["start"] >= 0
+    assert 0 < p["token_count"] <= settings.chunking.chunk_size
     assert sorted(q.payload["chunk_index"] for q in points) == list(range(f.chunks))
 
 
@@ -74,7 +80,8 @@ def test_changed_document_replaces_its_old_version(
     v1 = ingest([corpus], settings, encoder, store, progress=False)
     doc.write_text("Second, much shorter version of the document.")
     v2 = ingest([corpus], settings, encoder, store, progress=False)
-    assert v1.chunks > v2.chunks == 1 and v2.unchanged == 1
+    assert v1.chunks > v2.chunks == 1
+    assert v2.unchanged == 1
     assert chunk_count(store) == 2
     assert store.count(chunks_filter("a.txt")) == 1
     [a1] = [f for f in v1.files if f.source == "a.txt"]
@@ -95,7 +102,8 @@ def test_bad_files_are_reported_and_the_rest_ingested(
     assert report.documents == 1
     errors = {f.source: f.error for f in report.failed}
     assert set(errors) == {"binary.txt", "broken.pdf", "empty.txt", str(tmp_path / "missing")}
-    assert "binary" in errors["binary.txt"] and "PDF" in errors["broken.pdf"]
+    assert "binary" in errors["binary.txt"]
+    assert "PDF" in errors["broken.pdf"]
     assert chunk_count(store) == 1
 
 
@@ -126,10 +134,13 @@ def test_chunk_over_1024_tokens_stores_colbert_under_the_cap(
     try:
         report = ingest([tmp_path / "long.txt"], s, enc, store, progress=False)
         [f] = report.files
-        assert f.status == "ok" and f.chunks == 1 and f.tokens > 1024
+        assert f.status == "ok", f.error
+        assert f.chunks == 1
+        assert f.tokens > 1024
         [p] = store.retrieve([point_id(f.doc_id, f.content_hash, 0)], with_vectors=True)
         colbert = p.vectors[COLBERT]
-        assert 0 < len(colbert) <= 1023 and len(colbert) * len(colbert[0]) < MAX_MULTIVECTOR_FLOATS
+        assert 0 < len(colbert) <= 1023
+        assert len(colbert) * len(colbert[0]) < MAX_MULTIVECTOR_FLOATS
         assert len(colbert[0]) == 1024
     finally:
         store.close()
@@ -181,4 +192,5 @@ def test_ingest_documents_from_memory(settings: Settings, encoder: BGEM3Encoder,
     [f] = report.files
     assert (f.status, f.doc_id, f.chunks) == ("ok", "user-42", 1)
     [p] = store.retrieve([point_id("user-42", doc.content_hash, 0)])
-    assert p.payload["source"] == "upload.txt" and p.payload["metadata"] == {"u": 1}
+    assert p.payload["source"] == "upload.txt"
+    assert p.payload["metadata"] == {"u": 1}

@@ -44,12 +44,17 @@ def detail(r: httpx.Response) -> str:
 def test_health_readiness_collection_and_docs(client: httpx.Client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["status"] == "ready" and ready.json()["points"] > 0
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ready"
+    assert ready.json()["points"] > 0
     info = client.get("/collections/test_docs").json()
-    assert info["name"] == "test_docs" and info["points"] == ready.json()["points"] and info["engine"] == "edge"
+    assert info["name"] == "test_docs"
+    assert info["points"] == ready.json()["points"]
+    assert info["engine"] == "edge"
     assert {"dense", "sparse", "colbert"} <= info["vectors"].keys()
     r = client.get("/collections/other")
-    assert r.status_code == 404 and "test_docs" in detail(r)
+    assert r.status_code == 404, r.text
+    assert "test_docs" in detail(r)
     spec = client.get("/openapi.json").json()
     assert {"/search", "/search/batch", "/context", "/documents", "/documents/{doc_id}", "/healthz", "/readyz"} <= set(
         spec["paths"]
@@ -61,20 +66,24 @@ def test_search_and_batch(client: httpx.Client) -> None:
     r = client.post("/search", json={"query": "remote work equipment", "limit": 3})
     assert r.status_code == 200
     body = r.json()
-    assert body["mode"] == "hybrid" and len(body["hits"]) == 3
+    assert body["mode"] == "hybrid"
+    assert len(body["hits"]) == 3
     assert {"id", "score", "doc_id", "source", "pages", "chunk_index", "text", "start", "end"} <= body["hits"][0].keys()
     r = client.post(
         "/search",
         json={"query": "fusion", "mode": "hybrid_colbert", "filter": {"doc_id": "remote-work-policy.md"}, "limit": 2},
     )
-    assert r.status_code == 200 and {h["doc_id"] for h in r.json()["hits"]} == {"remote-work-policy.md"}
+    assert r.status_code == 200, r.text
+    assert {h["doc_id"] for h in r.json()["hits"]} == {"remote-work-policy.md"}
     r = client.post("/search", json={"query": "fusion", "filter": ["chunk_index>=1"], "mode": "sparse"})
-    assert r.status_code == 200 and all(h["chunk_index"] >= 1 for h in r.json()["hits"])
+    assert r.status_code == 200, r.text
+    assert all(h["chunk_index"] >= 1 for h in r.json()["hits"]), r.json()["hits"]
     some_id = body["hits"][1]["id"]
     r = client.post("/search", json={"query": "remote", "filter": {"must": [{"has_id": [some_id]}]}})
     assert [h["id"] for h in r.json()["hits"]] == [some_id]
     r = client.post("/search/batch", json={"queries": ["reciprocal rank fusion", "home office"], "limit": 2})
-    assert r.status_code == 200 and [len(x) for x in r.json()["results"]] == [2, 2]
+    assert r.status_code == 200, r.text
+    assert [len(x) for x in r.json()["results"]] == [2, 2]
 
 
 def test_context_route_cites_and_keeps_the_budget(client: httpx.Client, encoder: BGEM3Encoder) -> None:
@@ -82,17 +91,21 @@ def test_context_route_cites_and_keeps_the_budget(client: httpx.Client, encoder:
     full = client.post("/context", json={**body, "max_tokens": 100_000}).json()
     hits = client.post("/search", json=body).json()["hits"]
     first = full["citations"][0]  # its label: source, the section when the chunk has one, pages
-    assert full["text"].startswith(f"[1] {first['label']}\n") and first["label"].startswith(hits[0]["source"])
-    assert first["label"].endswith(", p. 1") and full["dropped"] == 0
+    assert full["text"].startswith(f"[1] {first['label']}\n"), full["text"]
+    assert first["label"].startswith(hits[0]["source"]), (first["label"], hits[0]["source"])
+    assert first["label"].endswith(", p. 1"), first["label"]
+    assert full["dropped"] == 0
     assert full["tokens"] == len(encoder.tokenizer(full["text"], add_special_tokens=False)["input_ids"])
     assert [c["number"] for c in full["citations"]] == list(range(1, len(full["citations"]) + 1))
     # Chunks of one document that touch are merged: fewer passages than hits, every hit's chunk cited once.
     cited = sorted((c["doc_id"], i) for c in full["citations"] for i in c["chunk_indexes"])
     assert cited == sorted((h["doc_id"], h["chunk_index"]) for h in hits)
     small = client.post("/context", json={**body, "max_tokens": full["tokens"] // 2}).json()
-    assert 0 < small["tokens"] <= full["tokens"] // 2 and small["dropped"] > 0
+    assert 0 < small["tokens"] <= full["tokens"] // 2
+    assert small["dropped"] > 0
     r = client.post("/context", json={**body, "max_tokens": 0})
-    assert r.status_code == 422 and "max_tokens" in detail(r)
+    assert r.status_code == 422, r.text
+    assert "max_tokens" in detail(r)
 
 
 @pytest.mark.parametrize(
@@ -131,14 +144,18 @@ def test_bad_search_requests_get_a_clear_4xx(client: httpx.Client, body: object,
 
 def test_bad_batch_requests(client: httpx.Client) -> None:
     r = client.post("/search/batch", json={"queries": []})
-    assert r.status_code == 422 and "queries" in detail(r)
+    assert r.status_code == 422, r.text
+    assert "queries" in detail(r)
     r = client.post("/search/batch", json={"queries": ["x"] * 65})
-    assert r.status_code == 422 and "the limit is 64" in detail(r)
+    assert r.status_code == 422, r.text
+    assert "the limit is 64" in detail(r)
     r = client.post("/search/batch", json={"queries": ["fine", " "]})
-    assert r.status_code == 422 and "empty" in detail(r)
+    assert r.status_code == 422, r.text
+    assert "empty" in detail(r)
     # One query over the token limit fails the request, not the queries batched with it by other requests.
     r = client.post("/search/batch", json={"queries": ["fine", "word " * 2000]})
-    assert r.status_code == 422 and "512 tokens" in detail(r)
+    assert r.status_code == 422, r.text
+    assert "512 tokens" in detail(r)
 
 
 @pytest.mark.parametrize(
@@ -171,7 +188,8 @@ def test_bad_uploads_get_a_clear_4xx(client: httpx.Client, files: dict, data: di
 
 def test_delete_unknown_document_is_404(client: httpx.Client) -> None:
     r = client.delete("/documents/never/uploaded.txt")
-    assert r.status_code == 404 and "never/uploaded.txt" in detail(r)
+    assert r.status_code == 404, r.text
+    assert "never/uploaded.txt" in detail(r)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -188,14 +206,16 @@ def test_upload_then_search_finds_it_delete_then_it_is_gone(
         )
         assert r.status_code == 201, r.text
         up = r.json()
-        assert up["doc_id"] == "team/finance.md" and up["source"] == "finance.md" and up["chunks"] == 1
+        assert up["doc_id"] == "team/finance.md"
+        assert up["source"] == "finance.md"
+        assert up["chunks"] == 1
         assert c.get("/collections/test_docs").json()["chunks"] == before + 1
 
         for mode in ("dense", "hybrid", "hybrid_colbert"):
             [top] = c.post("/search", json={"query": UNIQUE, "limit": 1, "mode": mode}).json()["hits"]
-            assert (
-                top["doc_id"] == "team/finance.md" and top["text"] == UNIQUE and top["metadata"] == {"team": "finance"}
-            )
+            assert top["doc_id"] == "team/finance.md", mode
+            assert top["text"] == UNIQUE, mode
+            assert top["metadata"] == {"team": "finance"}, mode
         hits = c.post("/search", json={"query": "invoices", "filter": {"metadata.team": "finance"}}).json()["hits"]
         assert [h["doc_id"] for h in hits] == ["team/finance.md"]
 
@@ -205,13 +225,16 @@ def test_upload_then_search_finds_it_delete_then_it_is_gone(
             files={"file": ("finance.md", (UNIQUE + " Revised.").encode())},
             data={"doc_id": "team/finance.md"},
         )
-        assert r.status_code == 201 and c.get("/collections/test_docs").json()["chunks"] == before + 1
+        assert r.status_code == 201, r.text
+        assert c.get("/collections/test_docs").json()["chunks"] == before + 1
 
         r = c.delete("/documents/team/finance.md")
-        assert r.status_code == 200 and r.json() == {"doc_id": "team/finance.md", "deleted": 1}
+        assert r.status_code == 200, r.text
+        assert r.json() == {"doc_id": "team/finance.md", "deleted": 1}
         assert c.get("/collections/test_docs").json()["chunks"] == before
         hits = c.post("/search", json={"query": UNIQUE, "limit": 5, "mode": "dense"}).json()["hits"]
-        assert hits and "team/finance.md" not in {h["doc_id"] for h in hits}
+        assert hits
+        assert "team/finance.md" not in {h["doc_id"] for h in hits}
         assert c.post("/search", json={"query": UNIQUE, "filter": {"doc_id": "team/finance.md"}}).json()["hits"] == []
         assert c.delete("/documents/team/finance.md").status_code == 404
 
@@ -221,14 +244,16 @@ def test_pdf_upload_keeps_pages(client: httpx.Client) -> None:
     r = client.post("/documents", files={"file": (pdf.name, pdf.read_bytes(), "application/pdf")})
     assert r.status_code == 201, r.text
     hits = client.post("/search", json={"query": "revenue", "filter": {"doc_id": pdf.name}, "limit": 50}).json()["hits"]
-    assert len(hits) == r.json()["chunks"] and max(max(h["pages"]) for h in hits) >= 2
+    assert len(hits) == r.json()["chunks"]
+    assert max(max(h["pages"]) for h in hits) >= 2, [h["pages"] for h in hits]
     assert client.delete(f"/documents/{pdf.name}").json()["deleted"] == len(hits)
 
 
 def test_api_key_protects_every_route_but_health(tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path: Path) -> None:
     s = make_settings(tiny_model_dir, tmp_path / "store")
     with serve(s, encoder, api_key="s3cret-key") as url, httpx.Client(base_url=url, timeout=60) as c:
-        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/readyz").status_code == 200
         calls = [
             ("POST", "/search", {"json": {"query": "x"}}),
             ("POST", "/search/batch", {"json": {"queries": ["x"]}}),
@@ -329,7 +354,8 @@ def test_cli_serve_owns_the_embedded_store(tiny_model_dir: Path, tmp_path: Path)
         )
         assert cli.returncode == 3
         assert "already open in another process" in cli.stderr
-        assert f"held by pid {server.pid}" in cli.stderr and " serve " in cli.stderr  # names the service
+        assert f"held by pid {server.pid}" in cli.stderr
+        assert " serve " in cli.stderr  # names the service
         assert "Traceback" not in cli.stderr
     finally:
         server.terminate()

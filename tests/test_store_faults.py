@@ -98,7 +98,8 @@ def test_a_blip_is_retried_and_the_run_completes(local_settings, encoder, clean,
     store = open_store(local_settings.qdrant, "blip")
     flaky = FlakyTransport(store.client, fail_from=4, fail_to=5)  # two failures in a row, retries = 2
     report = ingest([root], local_settings, encoder, store, progress=False)
-    assert flaky.calls > 5 and report.documents == 6
+    assert flaky.calls > 5
+    assert report.documents == 6
     assert "retry 2" in caplog.text
     assert_same(contents(store), want)
 
@@ -113,7 +114,8 @@ def test_server_lost_stops_cleanly_and_the_next_run_finishes(local_settings, enc
     assert stopped.value.report.files  # what was done before the loss is reported
     flaky.restore(store.client)  # the server is back
     again = ingest([root], local_settings, encoder, store, progress=False)
-    assert again.documents + again.unchanged == 6 and not again.failed
+    assert again.documents + again.unchanged == 6
+    assert not again.failed, again.failed
     assert store.count(kind_filter("chunk")) == sum(1 for p in want.values() if p[0]["kind"] == "chunk")
     assert_same(contents(store), want)
 
@@ -137,7 +139,8 @@ def test_cli_exit_code_when_the_store_is_lost(local_settings, tiny_model_dir, tm
     )
     assert indexer_cli.main(["ingest", str(root), "--config", str(cfg), "--no-progress"]) == 3
     err = capsys.readouterr().err
-    assert "error: the store failed and the run stopped" in err and "Connection refused" in err
+    assert "error: the store failed and the run stopped" in err
+    assert "Connection refused" in err
     assert "Traceback" not in err
 
 
@@ -203,7 +206,8 @@ def test_an_embedded_store_held_elsewhere_names_its_holder(
         assert indexer_cli.main(["ingest", str(SAMPLES / "en"), "--config", str(cfg), "--no-progress"]) == 3
         err = capsys.readouterr().err
         assert f"{tmp_path / 'store' / 'test_docs'} is already open in another process" in err
-        assert f"held by pid {holder.pid}" in err and "cannot load model" not in err  # before the model
+        assert f"held by pid {holder.pid}" in err
+        assert "cannot load model" not in err  # before the model
     finally:
         holder.kill()
         holder.wait()
