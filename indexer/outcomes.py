@@ -54,6 +54,7 @@ class Documents:
         self.known: dict[str, DocumentRecord] = {}
         self.wait_until: float | None = None  # retries of busy documents wait for them until then
         self.processed = 0  # encoded tokens taken since the last idle moment (for the write gate)
+        self.completed: set[int] = set()  # ``id`` of the results of documents this run completed
 
     def _claim(self, docs: list[Doc]) -> None:
         """Claim documents whose first chunks are encoded, before any of them is written (one claim write)."""
@@ -104,11 +105,19 @@ class Documents:
                     doc.live = False
                     del self.inflight[record.doc_id]
                     self.known[record.doc_id] = record
+                    self.completed.add(id(doc.result))
         if len(self.touched) >= REFRESH_BATCH:
             self.refresh_touched()
         gate.written(processed)
 
     # --------------------------------------------------------------------------------------- outcomes
+
+    def unreached(self) -> None:
+        """A run stopped by ``--fail-fast`` reports only the files it settled: documents it read ahead, or
+        never reached, and did not complete are left out (a later run takes them, as if this one never saw
+        them)."""
+        settled = [f for f in self.report.files if f.status != "ok" or id(f) in self.completed]
+        self.report.files[:] = settled
 
     def _drop(self, doc: Doc, status: str, error: str | None) -> None:
         doc.live = False

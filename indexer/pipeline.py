@@ -278,6 +278,8 @@ class _Run(Documents):
                 result.status = "ok"
             self.stream(again)
             self.refresh_touched()
+        if self.report.stopped is not None:
+            self.unreached()
         if self.report.stopped is None:
             self.retry_deferred()
             known = [r for r in self.known.values() if self.share is None or self.share.holds(r.doc_id)]
