@@ -406,11 +406,7 @@ def _execute(run: _Run, items: list[Item], prune_roots: dict[str, set[str]], rec
         run.run(items, prune_roots)
     except StoreError as e:
         report.seconds = time.perf_counter() - started
-        raise IngestStopped(
-            f"the store failed and the run stopped: {e}. What was complete is kept; run the same command "
-            "again to finish",
-            report,
-        ) from e
+        raise IngestStopped.by_store(e, report) from e
     finally:
         run.close()
     report.seconds = time.perf_counter() - started

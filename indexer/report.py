@@ -125,3 +125,12 @@ class IngestStopped(StoreError):
     def __init__(self, message: str, report: IngestReport) -> None:
         super().__init__(message)
         self.report = report
+
+    @classmethod
+    def by_store(cls, error: StoreError, report: IngestReport) -> IngestStopped:
+        """The run stopped because the store failed for good: what was complete is kept."""
+        return cls(
+            f"the store failed and the run stopped: {error}. What was complete is kept; run the same command "
+            "again to finish",
+            report,
+        )

@@ -117,11 +117,7 @@ def ingest_on_ray(
         raise
     except StoreError as e:
         report.seconds = time.perf_counter() - started
-        raise IngestStopped(
-            f"the store failed and the run stopped: {e}. What was complete is kept; run the same command again "
-            "to finish",
-            report,
-        ) from e
+        raise IngestStopped.by_store(e, report) from e
     finally:
         leases.close()
     report.seconds = time.perf_counter() - started
