@@ -209,9 +209,14 @@ class ServiceSettings(_Section):
     max_json_bytes: int = Field(2 * 1024 * 1024, ge=1024)  # any other request body (searches, batches)
     max_batch_queries: int = Field(64, ge=1, le=1024)  # per POST /search/batch
     encode_batch: int = Field(32, ge=1, le=1024)  # concurrent queries encoded in one model call
-    # Uploads encode in slices of at most this many tokens, each after the queries waiting for the model
-    # (a chunk longer than this is a slice alone): smaller slices, less wait for searches during uploads.
-    upload_slice_tokens: int = Field(1024, ge=1, le=1 << 20)
+    # Uploads encode in slices of at most this many tokens (a longer chunk is a slice alone), one model call
+    # at a time with the queries, queries first: a search waits for at most one slice, and while searches
+    # wait, uploads get at most upload_share of the model's time (retriever.scheduler).
+    upload_slice_tokens: int = Field(512, ge=1, le=1 << 20)
+    upload_share: float = Field(0.25, gt=0, le=1)
+    # Embedded store: uploads are durable against a crash of the service at once (the engine's WAL) and
+    # flushed to its segments at most this often, not on each upload (the flush blocks searches); 0: on each.
+    flush_seconds: float = Field(5.0, ge=0, le=3600)
     log_format: Literal["text", "json"] = "text"  # json: one object per line (time, level, logger, request_id)
     open_metrics: bool = False  # True: GET /metrics answers without the API key (a scraper on a private network)
     mcp: bool = True  # serve the MCP tools (search, context) at /mcp, behind the same API key

@@ -108,14 +108,23 @@ class AsyncRetriever:
     ...     hits = await r.search("late delivery penalty", limit=5)
     """
 
-    def __init__(self, retriever: Retriever, *, max_batch: int | None = None, store: AsyncStore | None = None) -> None:
+    def __init__(
+        self,
+        retriever: Retriever,
+        *,
+        max_batch: int | None = None,
+        store: AsyncStore | None = None,
+        defer_finish: bool = False,
+    ) -> None:
         self.retriever = retriever
         self.settings: Settings = retriever.settings
         service = self.settings.service
-        self.encoder = ScheduledEncoder(retriever.encoder, slice_tokens=service.upload_slice_tokens)
+        self.encoder = ScheduledEncoder(
+            retriever.encoder, slice_tokens=service.upload_slice_tokens, upload_share=service.upload_share
+        )
         # A thread-safe view of the store (uploads, blocking searches) and its async side (searches, counts);
-        # ``store`` replaces the async side (tests).
-        safe, native = concurrent(retriever.store)
+        # ``store`` replaces the async side (tests). ``defer_finish``: see ``SerializedStore``.
+        safe, native = concurrent(retriever.store, defer_finish)
         self.store: Store = safe
         self.astore: AsyncStore = store or native
         self.batcher = QueryBatcher(self.encoder, max_batch or service.encode_batch)

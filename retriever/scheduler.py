@@ -1,17 +1,23 @@
 """One model for searches and uploads, with searches first.
 
-An upload's chunks used to hold the model for a whole encoder call (a group of up to hundreds of chunks)
-while searches waited behind it. ``EncoderScheduler`` gives queries priority:
+An upload's chunks used to hold the model for a whole encoder call while searches waited behind it;
+then slices of an upload ran alongside queries, and on a CPU the two forward passes shared the cores
+(each with its own thread team), which slowed both. ``EncoderScheduler`` runs **one model call at a
+time** and gives queries priority:
 
-- **Queries** run at once, one model call at a time among themselves (``QueryBatcher`` already puts the
-  queries that arrive meanwhile into one call), and never wait for upload encoding: the forward pass keeps
-  no state, so a query call may run while one upload slice finishes.
-- **Uploads** encode in slices of at most ``slice_tokens`` tokens. A slice starts only when no query is
-  waiting or running; so that uploads still progress under unbroken search load, a slice that has been
-  passed over by ``max_skips`` query calls goes next (it then runs alongside the queries, never before them).
+- **Queries** go first: a query call waits only for the model call in progress, and ``QueryBatcher``
+  puts the queries that arrive meanwhile into one call.
+- **Uploads** encode in slices of at most ``slice_tokens`` tokens, and a slice's forward pass **pauses
+  between two transformer layers** whenever a query call waits (``indexer.encoder.pauses``): so a search
+  waits for at most one layer of an upload, not for a whole chunk (one 450-token chunk of the offline
+  stand-in takes about 200 ms on 2 CPU cores; one of its 6 layers about 35 ms).
+- **Share.** An upload takes the model at once when searches are quiet: no query call waits and none
+  ended within the last query call's duration (the gap between two calls of a steady search load is not
+  quiet). Otherwise its turn comes after the searches have had the model for ``(1 - upload_share) /
+  upload_share`` times as long as the upload's last run: under unbroken search load uploads still
+  progress, with ``upload_share`` of the model's time.
 
-Between two query calls, at most one slice runs; how much it slows a query depends on the device (on a
-CPU the two share the cores). ``benchmarks/service_load.py --uploads`` measures it.
+``benchmarks/service_load.py --uploads`` measures searches during uploads against idle.
 """
 
 from __future__ import annotations
@@ -23,51 +29,100 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from indexer.encoder.pauses import between_layers
 from indexer.models import Embedding
 
 
 class EncoderScheduler:
-    """Two priorities over one model: ``query()`` and ``upload()`` are context managers around model calls."""
+    """Two priorities over one model: ``query()`` and ``upload()`` are context managers around model calls.
 
-    def __init__(self, max_skips: int = 8) -> None:
+    ``clock`` (monotonic seconds) is there for tests.
+    """
+
+    def __init__(self, upload_share: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
+        if not 0 < upload_share <= 1:
+            raise ValueError(f"upload_share must be in (0, 1], not {upload_share}")
         self.cond = threading.Condition()
-        self.query_lock = threading.Lock()  # one query call at a time
-        self.queries = 0  # query calls waiting or running
-        self.uploading = False  # an upload slice is running
-        self.skips = 0  # query calls that went ahead of the waiting slice
-        self.max_skips = max_skips
+        self.share = upload_share
+        self.clock = clock
+        self.running = False  # a model call (a query call or a running part of a slice) holds the model
+        self.queries = 0  # query calls waiting for the model
+        self.slices = 0  # upload slices waiting for the model
+        self.slice_due = 0.0  # from then on a waiting slice goes before waiting queries
+        self.quiet_at = 0.0  # searches are quiet from then on if no query call comes meanwhile
+        self.began = 0.0  # when the running part of a slice took the model
+        self.pauses = 0  # times a slice paused for queries (tests, metrics)
         self.on_wait: Callable[[str, float], None] | None = None  # (kind, seconds waited): metrics
 
     @contextlib.contextmanager
     def query(self) -> Iterator[None]:
+        started = time.perf_counter()
         with self.cond:
             self.queries += 1
-        started = time.perf_counter()
-        try:
-            with self.query_lock:
-                self._waited("query", started)
-                yield
-        finally:
-            with self.cond:
+            try:
+                while self.running or (self.slices and self.clock() >= self.slice_due):
+                    self.cond.wait()
+            finally:
                 self.queries -= 1
-                self.skips += 1
-                self.cond.notify_all()
-
-    @contextlib.contextmanager
-    def upload(self) -> Iterator[None]:
-        started = time.perf_counter()
-        with self.cond:
-            self.skips = 0
-            while self.uploading or (self.queries and self.skips < self.max_skips):
-                self.cond.wait()
-            self.uploading = True
-        self._waited("upload", started)
+            self.running = True
+        self._waited("query", started)
+        began = self.clock()
         try:
             yield
         finally:
             with self.cond:
-                self.uploading = False
+                now = self.clock()
+                self.quiet_at = now + (now - began)
+                self.running = False
                 self.cond.notify_all()
+
+    @contextlib.contextmanager
+    def upload(self) -> Iterator[None]:
+        """One slice: it waits for its turn, and pauses between layers while queries wait."""
+        started = time.perf_counter()
+        with self.cond:
+            self._take_turn()
+        self._waited("upload", started)
+        try:
+            with between_layers(self.pause):
+                yield
+        finally:
+            with self.cond:
+                self._give_back()
+
+    def pause(self) -> None:
+        """Between two layers of a slice's forward pass: let waiting queries have their share first."""
+        with self.cond:
+            if not self.queries:
+                return
+            self._give_back()
+            self.pauses += 1
+            self._take_turn()
+
+    def _take_turn(self) -> None:
+        self.slices += 1
+        try:
+            while self.running or not self._slice_may_start():
+                # not notified when the slice's turn comes with the clock: wake up then
+                self.cond.wait(None if self.running else self._until_turn())
+        finally:
+            self.slices -= 1
+        self.running = True
+        self.began = self.clock()
+
+    def _give_back(self) -> None:
+        now = self.clock()
+        self.slice_due = now + (now - self.began) * (1 - self.share) / self.share
+        self.running = False
+        self.cond.notify_all()
+
+    def _slice_may_start(self) -> bool:
+        now = self.clock()
+        return now >= self.slice_due or (not self.queries and now >= self.quiet_at)
+
+    def _until_turn(self) -> float:
+        turn = self.slice_due if self.queries else min(self.slice_due, self.quiet_at)
+        return max(turn - self.clock(), 0.001)
 
     def _waited(self, kind: str, started: float) -> None:
         if self.on_wait is not None:
@@ -95,9 +150,15 @@ class ScheduledEncoder:
     "Already borrowed" when one thread tokenizes while another changes truncation settings.
     """
 
-    def __init__(self, encoder: Any, scheduler: EncoderScheduler | None = None, slice_tokens: int = 1024) -> None:
+    def __init__(
+        self,
+        encoder: Any,
+        scheduler: EncoderScheduler | None = None,
+        slice_tokens: int = 512,
+        upload_share: float = 0.25,
+    ) -> None:
         self.inner = encoder
-        self.scheduler = scheduler or EncoderScheduler()
+        self.scheduler = scheduler or EncoderScheduler(upload_share)
         self.slice_tokens = slice_tokens
         self.tokenizer = copy.deepcopy(encoder.tokenizer)
         self.dense_dim = encoder.dense_dim

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from indexer.encoder.pauses import install as install_pause_points
 from indexer.errors import ModelLoadError
 from indexer.models import Embedding, SparseVec
 
@@ -132,6 +133,7 @@ def load_replicas(
         parts = [backbone, *heads] if n == len(devices) - 1 else copy.deepcopy([backbone, *heads])
         dtype = torch_dtype(device, fp16, bf16)
         parts = [p.to(device=device, dtype=dtype).eval() for p in parts]
+        install_pause_points(parts[0])
         replicas.append(Replica(parts[0], parts[1], parts[2], device, pooling, unused_ids, pad_id))
     return replicas
 

@@ -25,11 +25,20 @@ if TYPE_CHECKING:
 
 
 class SerializedStore:
-    """A store whose every call takes one lock, so that threads can share it."""
+    """A store whose every call takes one lock, so that threads can share it.
 
-    def __init__(self, store: Store) -> None:
+    ``defer_finish``: ``finish()`` only notes that writes happened, and ``finish_pending()`` (a service's
+    timer) or ``close()`` makes them durable later. For an engine whose acknowledged writes already survive
+    a crash of the process and are searchable at once (Edge logs every write in its WAL first), this keeps
+    the flush, which blocks searches, off each upload's path, as a Qdrant server does with its
+    ``flush_interval_sec``; what a machine crash can lose is the writes since the last flush.
+    """
+
+    def __init__(self, store: Store, defer_finish: bool = False) -> None:
         self.inner = store
         self.lock = threading.Lock()
+        self.defer_finish = defer_finish
+        self.unfinished = False  # writes finished (deferred) but not yet made durable
         self.collection = store.collection
         self.bytes_per_float = store.bytes_per_float
         self.location = store.location
@@ -84,14 +93,31 @@ class SerializedStore:
 
     def finish(self) -> None:
         with self.lock:
+            if self.defer_finish:
+                self.unfinished = True
+            else:
+                self.inner.finish()
+
+    def finish_pending(self) -> bool:
+        """Finish what ``finish()`` deferred; True when there was something to finish."""
+        with self.lock:
+            if not self.unfinished:
+                return False
             self.inner.finish()
+            self.unfinished = False
+            return True
 
     def open_async(self) -> AsyncStore | None:
         return self.inner.open_async()
 
     def close(self) -> None:
         with self.lock:
-            self.inner.close()
+            try:
+                if self.unfinished:
+                    self.inner.finish()
+                    self.unfinished = False
+            finally:
+                self.inner.close()
 
 
 class ThreadedAsyncStore:
@@ -116,7 +142,9 @@ class ThreadedAsyncStore:
         """The blocking store is closed by its owner."""
 
 
-def concurrent(store: Store) -> tuple[SerializedStore, AsyncStore]:
-    """A thread-safe view of ``store`` and an async view of it that share one lock (or a native async client)."""
-    safe = store if isinstance(store, SerializedStore) else SerializedStore(store)
+def concurrent(store: Store, defer_finish: bool = False) -> tuple[SerializedStore, AsyncStore]:
+    """A thread-safe view of ``store`` and an async view of it that share one lock (or a native async client).
+
+    ``defer_finish``: see ``SerializedStore`` (for a store that is not one already)."""
+    safe = store if isinstance(store, SerializedStore) else SerializedStore(store, defer_finish)
     return safe, safe.open_async() or ThreadedAsyncStore(safe)

@@ -32,6 +32,7 @@ from indexer.errors import (
     StoreRequestError,
 )
 from indexer.runtime import open_runtime
+from indexer.store.serialized import SerializedStore
 from indexer.tenants import holds_tenants
 from retriever.aio import AsyncRetriever
 from retriever.api import Retriever
@@ -76,6 +77,17 @@ def open_for_service(settings: Settings) -> Retriever:
     """The model and the store, opened once; an empty collection is created when there is none yet."""
     runtime = open_runtime(settings, "serve")
     return Retriever(settings, encoder=runtime.encoder, store=runtime.store)
+
+
+async def flush_every(store: SerializedStore, seconds: float, metrics: Metrics) -> None:
+    """Make deferred upload writes durable every ``seconds`` (see ``SerializedStore``), until cancelled."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await asyncio.to_thread(store.finish_pending)
+        except StoreError as e:  # the next round tries again; close() finishes at the end
+            metrics.store_error(e)
+            logger.error("flushing the uploads to the store failed: %s", e)
 
 
 # ------------------------------------------------------------------------------------------- errors
@@ -191,9 +203,14 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
         load = getattr(retriever.encoder, "load", None)
         if load is not None:  # the encoder loads its weights on first use: ready means loaded
             await asyncio.to_thread(load)
-        state = ServiceState(AsyncRetriever(retriever), metrics=metrics, keys=keys)
+        every = settings.service.flush_seconds
+        state = ServiceState(AsyncRetriever(retriever, defer_finish=every > 0), metrics=metrics, keys=keys)
         metrics.watch(state.retriever, lambda: state.writes)
         app.state.service = state
+        store = state.retriever.store
+        flusher = None
+        if every > 0 and isinstance(store, SerializedStore):
+            flusher = asyncio.create_task(flush_every(store, every, metrics))
         try:
             if mcp is None:
                 yield
@@ -201,7 +218,9 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
                 async with mcp.running():
                     yield
         finally:
-            await app.state.service.retriever.aclose()
+            if flusher is not None:
+                flusher.cancel()
+            await app.state.service.retriever.aclose()  # finishes what the flusher has not
 
     app = FastAPI(
         title="m3-qdrant-rag retriever",

@@ -99,7 +99,7 @@ class Metrics:
 
         encoder.on_query = on_query
         encoder.scheduler.on_wait = lambda kind, seconds: self.model_wait.labels(kind).observe(seconds)
-        # queries: texts waiting for a model call; model: query calls waiting for the model or in it; writes:
+        # queries: texts waiting for a model call; model: query calls waiting for the model; writes:
         # uploads and deletes waiting for the write lock or holding it.
         self.queue.labels("queries").set_function(lambda: len(retriever.batcher.pending))
         self.queue.labels("model").set_function(lambda: encoder.scheduler.queries)
