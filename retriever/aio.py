@@ -115,6 +115,7 @@ class AsyncRetriever:
         max_batch: int | None = None,
         store: AsyncStore | None = None,
         defer_finish: bool = False,
+        writes_yield: bool = False,
     ) -> None:
         self.retriever = retriever
         self.settings: Settings = retriever.settings
@@ -123,8 +124,10 @@ class AsyncRetriever:
             retriever.encoder, slice_tokens=service.upload_slice_tokens, upload_share=service.upload_share
         )
         # A thread-safe view of the store (uploads, blocking searches) and its async side (searches, counts);
-        # ``store`` replaces the async side (tests). ``defer_finish``: see ``SerializedStore``.
-        safe, native = concurrent(retriever.store, defer_finish)
+        # ``store`` replaces the async side (tests). ``defer_finish``: see ``SerializedStore``; ``writes_yield``:
+        # writes through ``self.store`` take turns with searches like uploads' forward passes (its write_gate).
+        gate = self.encoder.scheduler.upload if writes_yield else None
+        safe, native = concurrent(retriever.store, defer_finish, gate)
         self.store: Store = safe
         self.astore: AsyncStore = store or native
         self.batcher = QueryBatcher(self.encoder, max_batch or service.encode_batch)

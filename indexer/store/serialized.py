@@ -9,8 +9,9 @@ engine's native async client where it has one (a server).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from indexer.conditions import AnyFilter
@@ -32,12 +33,23 @@ class SerializedStore:
     a crash of the process and are searchable at once (Edge logs every write in its WAL first), this keeps
     the flush, which blocks searches, off each upload's path, as a Qdrant server does with its
     ``flush_interval_sec``; what a machine crash can lose is the writes since the last flush.
+
+    ``write_gate``: a context manager factory that writes wait for, one point at a time (and deferred
+    finishes too). The service passes its model scheduler's ``upload``: an embedded engine's write holds
+    the interpreter (converting a point's ColBERT rows takes tens of milliseconds), so uploads' writes
+    take turns with searches like their forward passes, a point at a time, searches first.
     """
 
-    def __init__(self, store: Store, defer_finish: bool = False) -> None:
+    def __init__(
+        self,
+        store: Store,
+        defer_finish: bool = False,
+        write_gate: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+    ) -> None:
         self.inner = store
         self.lock = threading.Lock()
         self.defer_finish = defer_finish
+        self.write_gate = write_gate
         self.unfinished = False  # writes finished (deferred) but not yet made durable
         self.collection = store.collection
         self.bytes_per_float = store.bytes_per_float
@@ -58,8 +70,13 @@ class SerializedStore:
             return self.inner.open_collection()
 
     def upsert(self, points: Sequence[PointRecord], wait: bool = True) -> None:
-        with self.lock:
-            self.inner.upsert(points, wait)
+        if self.write_gate is None:
+            with self.lock:
+                self.inner.upsert(points, wait)
+            return
+        for point in points:
+            with self.write_gate(), self.lock:
+                self.inner.upsert([point], wait)
 
     def delete(self, flt: AnyFilter) -> None:
         with self.lock:
@@ -100,7 +117,7 @@ class SerializedStore:
 
     def finish_pending(self) -> bool:
         """Finish what ``finish()`` deferred; True when there was something to finish."""
-        with self.lock:
+        with self.write_gate() if self.write_gate is not None else contextlib.nullcontext(), self.lock:
             if not self.unfinished:
                 return False
             self.inner.finish()
@@ -142,9 +159,13 @@ class ThreadedAsyncStore:
         """The blocking store is closed by its owner."""
 
 
-def concurrent(store: Store, defer_finish: bool = False) -> tuple[SerializedStore, AsyncStore]:
+def concurrent(
+    store: Store,
+    defer_finish: bool = False,
+    write_gate: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+) -> tuple[SerializedStore, AsyncStore]:
     """A thread-safe view of ``store`` and an async view of it that share one lock (or a native async client).
 
-    ``defer_finish``: see ``SerializedStore`` (for a store that is not one already)."""
-    safe = store if isinstance(store, SerializedStore) else SerializedStore(store, defer_finish)
+    ``defer_finish``, ``write_gate``: see ``SerializedStore`` (for a store that is not one already)."""
+    safe = store if isinstance(store, SerializedStore) else SerializedStore(store, defer_finish, write_gate)
     return safe, safe.open_async() or ThreadedAsyncStore(safe)

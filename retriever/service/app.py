@@ -204,7 +204,10 @@ def create_app(retriever: Retriever, api_key: str | None = None, keys: TenantKey
         if load is not None:  # the encoder loads its weights on first use: ready means loaded
             await asyncio.to_thread(load)
         every = settings.service.flush_seconds
-        state = ServiceState(AsyncRetriever(retriever, defer_finish=every > 0), metrics=metrics, keys=keys)
+        # An embedded engine's writes run in this process: they take turns with searches, searches first.
+        embedded = retriever.store.engine != "server"
+        shared = AsyncRetriever(retriever, defer_finish=every > 0, writes_yield=embedded)
+        state = ServiceState(shared, metrics=metrics, keys=keys)
         metrics.watch(state.retriever, lambda: state.writes)
         app.state.service = state
         store = state.retriever.store
