@@ -226,7 +226,7 @@ def check_filter(flt: nc.AnyFilter | None) -> None:
 
 def check_part(c: Any, depth: int, budget: Budget) -> None:
     """One condition of a filter (a filter itself at ``depth``), ours or one in Qdrant's syntax."""
-    if nc.is_qdrant_filter(c):
+    if not isinstance(c, nc.NEUTRAL):  # qdrant-client's, from a filter in Qdrant's syntax
         from retriever.qdrant_syntax import check_qdrant_part
 
         check_qdrant_part(c, depth, budget)
@@ -251,8 +251,6 @@ def check_part(c: Any, depth: int, budget: Budget) -> None:
         check_ids(c.ids, budget)
     elif isinstance(c, nc.IsEmpty):
         check_key(c.key)
-    else:
-        raise QueryError(f"not a filter condition: {type(c).__name__}")
 
 
 def check_match_value(key: str, value: Any) -> None:
