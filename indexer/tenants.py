@@ -18,6 +18,8 @@ it scopes every call to one tenant:
 
 The collection's own record (which model built it) is shared by every tenant and is the one exception.
 Without a tenant nothing changes: the same ids, payloads and requests as before tenants existed.
+The scoping is engine-neutral (``indexer.conditions``, ``indexer.requests``): a tenant's run or search on
+Qdrant Edge imports no qdrant-client.
 """
 
 from __future__ import annotations
