@@ -4,7 +4,8 @@ Steps, in the order the command takes them: the imports of the CLI, the retrieve
 client; opening the retriever (settings, model folder, store); ``import torch``; ``import transformers``
 and its XLM-R model class; loading the weights; the query itself (tokenize, encode, search). Then the
 whole command once more as a user runs it, in a fresh process (its total CPU time), and the imports
-above 0.1 s of ``python -X importtime``.
+above 0.1 s of ``python -X importtime``; and which engine clients the search imported (none on Qdrant Edge:
+its requests are engine-neutral, ``indexer.requests``).
 
     .venv/bin/python benchmarks/search_startup.py --model MODEL_DIR --qdrant-path STORE [--query TEXT]
 """
@@ -21,6 +22,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+CLIENT_MODULES = ("qdrant_client", "grpc", "httpx")
 
 
 def steps(args: argparse.Namespace) -> dict[str, float]:
@@ -68,14 +72,18 @@ def main() -> None:
     ap.add_argument("--steps", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.steps:
-        print(json.dumps(steps(args)))
+        measured = steps(args)
+        clients = sorted({m.split(".")[0] for m in sys.modules} & set(CLIENT_MODULES))
+        print(json.dumps({"steps": measured, "clients": clients}))
         return
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     done = subprocess.run([sys.executable, __file__, "--steps", *sys.argv[1:]], capture_output=True, text=True, env=env)
     if done.returncode:
         raise SystemExit(done.stderr[-3000:])
-    for name, seconds in json.loads(done.stdout.strip().splitlines()[-1]).items():
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, seconds in result["steps"].items():
         print(f"{name:<48} {seconds:6.2f} s CPU")
+    print(f"engine clients imported by the search: {', '.join(result['clients']) or 'none'}")
     cmd = [sys.executable, "-X", "importtime", "-m", "retriever.cli", "search", args.query]
     cmd += ["--qdrant-path", args.qdrant_path, "--model", args.model]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from indexer.conditions import Filter, HasId
+from indexer.conditions import AnyFilter, Filter, HasId, has_conditions
 from indexer.errors import DocumentBusy, InvalidInputError
 from indexer.leases import Claim, Leases, LeaseTimings, Owner
 from indexer.models import Document
@@ -89,19 +89,10 @@ def _serialized(store: Store) -> SerializedStore:
     return store if isinstance(store, SerializedStore) else SerializedStore(store)
 
 
-def has_conditions(flt: models.Filter | None) -> bool:
-    return flt is not None and any(flt.must or flt.should or flt.must_not or flt.min_should or [])
-
-
-def matching_documents(store: Store, flt: models.Filter) -> list[str]:
+def matching_documents(store: Store, flt: AnyFilter) -> list[str]:
     """The doc ids of the documents with a chunk matching ``flt`` (any payload field: metadata.*, source,
     pages, ...), in order."""
-    from qdrant_client import models
-
-    from indexer.store.qdrant_filters import to_qdrant_filter
-
-    chunks = to_qdrant_filter(chunks_filter())
-    found = {p.payload.get("doc_id") for p in store.scroll(models.Filter(must=[chunks, flt]))}
+    found = {p.payload.get("doc_id") for p in store.scroll(Filter(must=(chunks_filter(), flt)))}
     return sorted(d for d in found if isinstance(d, str))
 
 
@@ -135,7 +126,7 @@ def where_filter(pairs: Sequence[str] = (), qdrant_json: str | None = None) -> m
 
 def _for_each_match(
     store: Store,
-    flt: models.Filter,
+    flt: AnyFilter,
     what: str,
     act: Callable[[Writer, Leases, Claim], int | None],
     timings: LeaseTimings | None,
@@ -146,10 +137,6 @@ def _for_each_match(
     (changed meanwhile) is left alone; one another writer holds past ``busy_wait_seconds`` is reported."""
     if not has_conditions(flt):
         raise InvalidInputError(f"a filter without conditions would {what} every document; name at least one")
-    from qdrant_client import models
-
-    from indexer.store.qdrant_filters import to_qdrant_filter
-
     hits = matching_documents(store, flt)
     timings = timings or LeaseTimings()
     store = _serialized(store)
@@ -164,7 +151,7 @@ def _for_each_match(
             except DocumentBusy:
                 busy.append(doc_id)
                 continue
-            if not store.count(models.Filter(must=[to_qdrant_filter(chunks_filter(doc_id)), flt])):
+            if not store.count(Filter(must=(chunks_filter(doc_id), flt))):
                 leases.release(claim, writer)
                 continue
             changed = act(writer, leases, claim)
@@ -176,7 +163,7 @@ def _for_each_match(
 
 
 def delete_where(
-    store: Store, flt: models.Filter, *, timings: LeaseTimings | None = None, owner: Owner | None = None
+    store: Store, flt: AnyFilter, *, timings: LeaseTimings | None = None, owner: Owner | None = None
 ) -> WhereReport:
     """Remove every document with a chunk matching ``flt`` (chunks of every version, and record).
 
@@ -234,7 +221,7 @@ def set_metadata(
 
 def update_metadata_where(
     store: Store,
-    flt: models.Filter,
+    flt: AnyFilter,
     metadata: Any,
     *,
     timings: LeaseTimings | None = None,

@@ -18,6 +18,8 @@ it scopes every call to one tenant:
 
 The collection's own record (which model built it) is shared by every tenant and is the one exception.
 Without a tenant nothing changes: the same ids, payloads and requests as before tenants existed.
+The scoping is engine-neutral (``indexer.conditions``, ``indexer.requests``): a tenant's run or search on
+Qdrant Edge imports no qdrant-client.
 """
 
 from __future__ import annotations
@@ -33,12 +35,11 @@ from indexer.errors import InvalidInputError
 from indexer.models import Hit, PointRecord, StoredPoint
 from indexer.points import POINT_NAMESPACE
 from indexer.records import COLLECTION_RECORD_ID
+from indexer.requests import Prefetch, Request
 from indexer.schema import CollectionInfo, CollectionSpec
 from indexer.store.base import AsyncStore, Store
 
-if TYPE_CHECKING:  # qdrant-client costs 2 s of CPU: a run without tenants never imports it (indexer.conditions)
-    from qdrant_client import models
-
+if TYPE_CHECKING:
     from indexer.store.groups import HitGroup
 
 __all__ = [
@@ -77,30 +78,35 @@ def scoped_id(tenant: str, point_id: str) -> str:
     return str(uuid.uuid5(TENANT_NAMESPACE, f"{tenant}\x1f{point_id}"))
 
 
-def tenant_condition(field: str, tenant: str) -> models.FieldCondition:
-    from qdrant_client import models
-
-    return models.FieldCondition(key=field, match=models.MatchValue(value=tenant))
+def tenant_condition(field: str, tenant: str) -> nc.Match:
+    return nc.Match(field, tenant)
 
 
-def scoped_filter(flt: nc.AnyFilter | None, field: str, tenant: str, *, map_ids: bool = False) -> models.Filter:
+def scoped_filter(flt: nc.AnyFilter | None, field: str, tenant: str, *, map_ids: bool = False) -> nc.Filter:
     """``flt`` AND "``field`` is ``tenant``": the caller's filter, whatever it says, nested under the condition.
 
     ``map_ids``: ``has_id`` conditions name ids the indexer derived; they become the tenant's ids.
     """
-    from qdrant_client import models
-
-    from indexer.store.qdrant_filters import to_qdrant_filter
-
-    flt = to_qdrant_filter(flt)  # the indexer's own filters are engine-neutral
     condition = tenant_condition(field, tenant)
     if flt is None:
-        return models.Filter(must=[condition])
+        return nc.Filter(must=(condition,))
     inner = _map_ids(flt, tenant) if map_ids else flt
-    return models.Filter(must=[condition, inner])
+    return nc.Filter(must=(condition, inner))
 
 
 def _map_ids(c: Any, tenant: str) -> Any:
+    if isinstance(c, nc.Filter):
+        must, should, must_not = (tuple(_map_ids(x, tenant) for x in part) for part in (c.must, c.should, c.must_not))
+        return nc.Filter(must, should, must_not)
+    if isinstance(c, nc.HasId):
+        return nc.HasId(tuple(scoped_id(tenant, i) for i in c.ids))
+    if nc.is_qdrant_filter(c):
+        return _map_qdrant_ids(c, tenant)
+    return c
+
+
+def _map_qdrant_ids(c: Any, tenant: str) -> Any:
+    """``_map_ids`` within a filter in Qdrant's syntax (e.g. a user's ``has_id``)."""
     from qdrant_client import models
 
     if isinstance(c, models.Filter):
@@ -109,50 +115,28 @@ def _map_ids(c: Any, tenant: str) -> Any:
             part = getattr(c, name)
             if part is not None:
                 items = part if isinstance(part, list) else [part]
-                update[name] = [_map_ids(x, tenant) for x in items]
+                update[name] = [_map_qdrant_ids(x, tenant) for x in items]
         if c.min_should is not None:
-            conditions = [_map_ids(x, tenant) for x in c.min_should.conditions]
+            conditions = [_map_qdrant_ids(x, tenant) for x in c.min_should.conditions]
             update["min_should"] = c.min_should.model_copy(update={"conditions": conditions})
         return c.model_copy(update=update)
     if isinstance(c, models.HasIdCondition):
         return models.HasIdCondition(has_id=[scoped_id(tenant, str(i)) for i in c.has_id])
     if isinstance(c, models.NestedCondition):
-        nested = c.nested.model_copy(update={"filter": _map_ids(c.nested.filter, tenant)})
+        nested = c.nested.model_copy(update={"filter": _map_qdrant_ids(c.nested.filter, tenant)})
         return c.model_copy(update={"nested": nested})
     return c
 
 
-def _scoped_prefetch(p: models.Prefetch, field: str, tenant: str) -> models.Prefetch:
-    return p.model_copy(
-        update={
-            "filter": scoped_filter(p.filter, field, tenant),
-            "prefetch": _scoped_prefetches(p.prefetch, field, tenant),
-        }
-    )
+def _scoped_prefetch(p: Prefetch, field: str, tenant: str) -> Prefetch:
+    prefetch = tuple(_scoped_prefetch(x, field, tenant) for x in p.prefetch)
+    return replace(p, filter=scoped_filter(p.filter, field, tenant), prefetch=prefetch)
 
 
-def _scoped_prefetches(
-    prefetch: models.Prefetch | list[models.Prefetch] | None, field: str, tenant: str
-) -> models.Prefetch | list[models.Prefetch] | None:
-    from qdrant_client import models
-
-    if prefetch is None:
-        return None
-    if isinstance(prefetch, models.Prefetch):
-        return _scoped_prefetch(prefetch, field, tenant)
-    return [_scoped_prefetch(p, field, tenant) for p in prefetch]
-
-
-def scoped_request(request: models.QueryRequest, field: str, tenant: str) -> models.QueryRequest:
-    """A Query API request that can only find ``tenant``'s points: the condition on it and in every prefetch."""
-    if request.lookup_from is not None:
-        raise InvalidInputError("a tenant's search cannot look vectors up in another collection")
-    return request.model_copy(
-        update={
-            "filter": scoped_filter(request.filter, field, tenant),
-            "prefetch": _scoped_prefetches(request.prefetch, field, tenant),
-        }
-    )
+def scoped_request(request: Request, field: str, tenant: str) -> Request:
+    """A search that can only find ``tenant``'s points: the condition on it and in every prefetch."""
+    prefetch = tuple(_scoped_prefetch(p, field, tenant) for p in request.prefetch)
+    return replace(request, filter=scoped_filter(request.filter, field, tenant), prefetch=prefetch)
 
 
 def scope(store: Store, field: str, tenant: str | None) -> Store:
@@ -196,7 +180,7 @@ class TenantStore:
         self.engine = store.engine
         self.server_version = store.server_version
 
-    def _flt(self, flt: nc.AnyFilter | None, map_ids: bool = False) -> models.Filter:
+    def _flt(self, flt: nc.AnyFilter | None, map_ids: bool = False) -> nc.Filter:
         return scoped_filter(flt, self.field, self.tenant, map_ids=map_ids)
 
     def _mine(self, p: StoredPoint) -> bool:
@@ -228,12 +212,10 @@ class TenantStore:
             raise InvalidInputError(f"the payload field {self.field!r} names the tenant and cannot be set")
         self.inner.set_payload(self._flt(flt, map_ids=True), payload)
 
-    def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
+    def query_batch(self, requests: Sequence[Request]) -> list[list[Hit]]:
         return self.inner.query_batch([scoped_request(r, self.field, self.tenant) for r in requests])
 
-    def query_groups(
-        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
-    ) -> list[list[HitGroup]]:
+    def query_groups(self, requests: Sequence[Request], group_by: str, group_size: int) -> list[list[HitGroup]]:
         scoped = [scoped_request(r, self.field, self.tenant) for r in requests]
         return self.inner.query_groups(scoped, group_by, group_size)
 
@@ -266,12 +248,10 @@ class TenantAsyncStore:
         self.field, self.tenant = field, check_tenant(tenant)
         self.collection = store.collection
 
-    async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
+    async def query_batch(self, requests: Sequence[Request]) -> list[list[Hit]]:
         return await self.inner.query_batch([scoped_request(r, self.field, self.tenant) for r in requests])
 
-    async def query_groups(
-        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
-    ) -> list[list[HitGroup]]:
+    async def query_groups(self, requests: Sequence[Request], group_by: str, group_size: int) -> list[list[HitGroup]]:
         scoped = [scoped_request(r, self.field, self.tenant) for r in requests]
         return await self.inner.query_groups(scoped, group_by, group_size)
 

@@ -16,12 +16,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from qdrant_client import models
-
+from indexer.conditions import AnyFilter
 from indexer.config import Settings
 from indexer.errors import QueryError
 from indexer.models import Embedding, Hit
 from indexer.modes import SearchMode
+from indexer.requests import Request
 from indexer.store import AsyncStore, Store, concurrent
 from indexer.tenants import TenantAsyncStore, TenantStore
 from retriever.api import Retriever, SearchHit, SearchOptions
@@ -207,8 +207,8 @@ class AsyncRetriever:
             [hits] = plan.hits(embeddings, self.store.query_batch(requests))
         return hits
 
-    async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
+    async def query_batch(self, requests: Sequence[Request]) -> list[list[Hit]]:
         return await self.astore.query_batch(requests)
 
-    async def count(self, flt: models.Filter | None = None) -> int:
+    async def count(self, flt: AnyFilter | None = None) -> int:
         return await self.astore.count(flt)

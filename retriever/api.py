@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qdrant_client import models
 
+from indexer.conditions import AnyFilter
 from indexer.config import RetrievalSettings, Settings, load_settings
 from indexer.encoder import Encoder
 from indexer.errors import QueryError, SchemaMismatchError, StoreError
 from indexer.models import Embedding, Hit
 from indexer.modes import MAX_QUERY_CHARS, SearchMode, check_limit
+from indexer.requests import Request
 from indexer.runtime import open_runtime
 from indexer.schema import COLBERT, DENSE, CollectionInfo
 from indexer.store import Store
@@ -302,14 +303,14 @@ class SearchPlan:
 
     mode: SearchMode
     limit: int
-    flt: models.Filter | None
+    flt: AnyFilter | None
     settings: RetrievalSettings
     group_by: str | None = None  # a payload field: ``limit`` groups of up to ``group_size`` hits
     group_size: int = 1
     diversity: float | None = None  # MMR over the dense vector after the mode
     storage: Storage = PLAIN  # how the collection stores its vectors (query form, rescoring, scales)
 
-    def requests(self, embeddings: Sequence[Embedding]) -> list[models.QueryRequest]:
+    def requests(self, embeddings: Sequence[Embedding]) -> list[Request]:
         r = self.settings
         built = [
             build_request(

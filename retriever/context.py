@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from qdrant_client import models
-
+from indexer import conditions as nc
 from indexer.models import Hit, common_prefix
 from retriever.api import SearchHit
 
@@ -291,13 +290,13 @@ def store_chunk_fetcher(store: Store) -> ChunkFetcher:
         content_hash = versions[hit.id]
         if content_hash is None:  # the version was replaced since the search
             return []
-        flt = models.Filter(
-            must=[
-                models.FieldCondition(key="kind", match=models.MatchValue(value="chunk")),
-                models.FieldCondition(key="doc_id", match=models.MatchValue(value=hit.doc_id)),
-                models.FieldCondition(key="content_hash", match=models.MatchValue(value=content_hash)),
-                models.FieldCondition(key="chunk_index", range=models.Range(gte=first, lte=last)),
-            ]
+        flt = nc.Filter(
+            must=(
+                nc.Match("kind", "chunk"),
+                nc.Match("doc_id", hit.doc_id),
+                nc.Match("content_hash", content_hash),
+                nc.Range("chunk_index", gte=float(first), lte=float(last)),
+            )
         )
         points = store.scroll(flt, page=max(1, last - first + 1))
         return [SearchHit.from_hit(Hit(id=pt.id, score=hit.score, payload=pt.payload)) for pt in points]

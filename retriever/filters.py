@@ -1,9 +1,12 @@
-"""Search filters: the forms users write, parsed into a Qdrant filter and checked before any engine sees it.
+"""Search filters: the forms users write, parsed into a filter and checked before any engine sees it.
 
 Pure functions. ``parse_filter`` reads every accepted form; ``check_filter`` refuses, with a message that
 says what is wrong, what an engine would fail on (numbers it cannot hold, text that is not Unicode) or
 spend unbounded time on (filters of unbounded size or depth). ``Retriever.plan`` runs both, so the
 Python API, the CLI and the HTTP service refuse the same filters.
+
+The simple forms become engine-neutral filters (``indexer.conditions``); only a filter in Qdrant's own
+syntax is read by qdrant-client (``retriever.qdrant_syntax``, imported for that alone: 2 s of CPU).
 """
 
 from __future__ import annotations
@@ -12,12 +15,10 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
-from qdrant_client import models
-
+from indexer import conditions as nc
 from indexer.errors import QueryError
 from indexer.schema import KEYWORD_FIELDS
 from indexer.validation import INT64_MAX, INT64_MIN, is_valid_unicode, show_number
@@ -62,7 +63,7 @@ def _scalar(key: str, raw: str) -> Any:
     return {"true": True, "false": False}.get(raw.lower(), raw)
 
 
-def _condition(key: str, value: Any) -> models.FieldCondition:
+def _condition(key: str, value: Any) -> nc.Condition:
     if not isinstance(key, str) or not key:
         raise QueryError(f"filter keys must be non-empty strings, got {key!r}")
     if isinstance(value, Mapping):
@@ -74,34 +75,25 @@ def _condition(key: str, value: Any) -> models.FieldCondition:
                 raise QueryError(f"filter on {key!r}: range bounds must be numbers, got {type(bound).__name__}")
             if isinstance(bound, int) and abs(bound) >= 2**1023 or not math.isfinite(bound):
                 raise QueryError(f"filter on {key!r}: range bounds must be finite numbers, got {show_number(bound)}")
-        return models.FieldCondition(key=key, range=models.Range(**value))
+        return nc.Range(key, **{bound: float(v) for bound, v in value.items()})
     if isinstance(value, list):
         all_str = all(isinstance(v, str) for v in value)
         all_int = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         if not value or not (all_str or all_int):
             raise QueryError(f"filter on {key!r}: a list must hold only strings or only integers")
-        return models.FieldCondition(key=key, match=models.MatchAny(any=value))
+        return nc.MatchAny(key, tuple(value))
     if isinstance(value, (str, int, bool)):
-        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+        return nc.Match(key, value)
     raise QueryError(f"filter on {key!r}: unsupported value {value!r}")
 
 
-def _first_problem(e: ValidationError) -> str:
-    """The first pydantic error as "where: what", without pydantic's type tags, inputs and links."""
-    errors = e.errors(include_url=False, include_input=False)
-    if not errors:
-        return "it does not match Qdrant's filter syntax"
-    err = errors[0]
-    where = ".".join(str(p) for p in err["loc"] if isinstance(p, int) or "[" not in str(p))
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return f"{where}: {err['msg']}{more}" if where else f"{err['msg']}{more}"
-
-
-def parse_filter(spec: Any) -> models.Filter | None:
-    """A Qdrant filter from the forms users write.
+def parse_filter(spec: Any) -> nc.AnyFilter | None:
+    """A filter from the forms users write: engine-neutral (``indexer.conditions``), or a qdrant-client
+    ``models.Filter`` for Qdrant's own syntax.
 
     - ``None`` or ``{}``: no filter
-    - a ``models.Filter``, or a dict in Qdrant's own filter syntax (``{"must": [...]}``)
+    - an ``indexer.conditions.Filter`` or a ``models.Filter``, or a dict in Qdrant's own filter syntax
+      (``{"must": [...]}``)
     - a simple dict, all conditions required: ``{"source": "a.pdf", "pages": [1, 2], "page": {"gte": 3}}``
       (a list means any of; a dict of gte/gt/lte/lt means a range)
     - a list of expressions ``["source=a.pdf", "page>=3", "doc_id!=x"]`` (CLI form), or a JSON string
@@ -112,7 +104,7 @@ def parse_filter(spec: Any) -> models.Filter | None:
     """
     if spec is None or spec == {} or spec == []:
         return None
-    if isinstance(spec, models.Filter):
+    if isinstance(spec, nc.Filter) or nc.is_qdrant_filter(spec):
         return spec
     if isinstance(spec, str):
         text = spec.strip()
@@ -128,16 +120,13 @@ def parse_filter(spec: Any) -> models.Filter | None:
     _check_written(spec, qdrant_syntax)
     if isinstance(spec, Mapping):
         if qdrant_syntax:
-            try:
-                return models.Filter.model_validate(spec)
-            except ValidationError as e:
-                raise QueryError(f"invalid Qdrant filter: {_first_problem(e)}") from e
-            except (ValueError, TypeError) as e:
-                raise QueryError(f"invalid Qdrant filter: {e}") from e
-        return models.Filter(must=[_condition(k, v) for k, v in spec.items()])
+            from retriever.qdrant_syntax import parse_qdrant_filter
+
+            return parse_qdrant_filter(spec)
+        return nc.Filter(must=tuple(_condition(k, v) for k, v in spec.items()))
     if isinstance(spec, (list, tuple)):
-        must: list[Any] = []
-        must_not: list[Any] = []
+        must: list[nc.Condition] = []
+        must_not: list[nc.Condition] = []
         for expr in spec:
             if not isinstance(expr, str):
                 raise QueryError(f"filter expressions must be strings like 'page>=2', got {expr!r}")
@@ -153,12 +142,12 @@ def parse_filter(spec: Any) -> models.Filter | None:
                     raise QueryError(f"filter {expr!r}: {op} needs a number")
                 bound = {">=": "gte", "<=": "lte", ">": "gt", "<": "lt"}[op]
                 must.append(_condition(key, {bound: value}))
-        return models.Filter(must=must or None, must_not=must_not or None)
+        return nc.Filter(must=tuple(must), must_not=tuple(must_not))
     raise QueryError(f"unsupported filter {spec!r}")
 
 
 def _check_written(spec: Any, qdrant_syntax: bool) -> None:
-    """Size, depth and text of a filter as written (JSON-like values), before pydantic builds anything.
+    """Size, depth and text of a filter as written (JSON-like values), before anything is built from it.
 
     In Qdrant's syntax a boolean can only be a match value: anywhere else (a range bound, a count) it
     would be read as the number 1 or 0.
@@ -173,7 +162,7 @@ def _check_written(spec: Any, qdrant_syntax: bool) -> None:
         if depth > MAX_FILTER_JSON_DEPTH:
             raise QueryError(f"the filter is nested more than {MAX_FILTER_JSON_DEPTH} levels deep")
         if isinstance(value, str):
-            _check_text(value)
+            check_text(value)
         elif isinstance(value, bool):
             if qdrant_syntax and key != "value":
                 raise QueryError(
@@ -183,7 +172,7 @@ def _check_written(spec: Any, qdrant_syntax: bool) -> None:
         elif isinstance(value, Mapping):
             for k, v in value.items():
                 if isinstance(k, str):
-                    _check_text(k)
+                    check_text(k)
                 stack.append((v, depth + 1, k))
         elif isinstance(value, (list, tuple)):
             stack.extend((v, depth + 1, key) for v in value)
@@ -192,23 +181,23 @@ def _check_written(spec: Any, qdrant_syntax: bool) -> None:
 # ------------------------------------------------------------------------------------------ checking
 
 
-def _check_text(value: str) -> None:
+def check_text(value: str) -> None:
     if not is_valid_unicode(value):
         raise QueryError("filter text must be valid Unicode (it holds a lone surrogate)")
 
 
-def _check_int(value: int, where: str) -> None:
+def check_int(value: int, where: str) -> None:
     if not INT64_MIN <= value <= INT64_MAX:
         raise QueryError(f"filter {where}: {show_number(value)} is beyond 64 bits")
 
 
-def _check_key(key: Any) -> None:
+def check_key(key: Any) -> None:
     if not isinstance(key, str) or not key.strip():
         raise QueryError("filter keys must not be empty")
-    _check_text(key)
+    check_text(key)
 
 
-class _Budget:
+class Budget:
     def __init__(self) -> None:
         self.conditions = 0
         self.values = 0
@@ -224,7 +213,7 @@ class _Budget:
             raise QueryError(f"the filter lists more than {MAX_FILTER_VALUES} values")
 
 
-def check_filter(flt: models.Filter | None) -> None:
+def check_filter(flt: nc.AnyFilter | None) -> None:
     """Refuse, before any engine sees them, filters the engines would fail on rather than answer.
 
     Every number is range-checked (finite floats, integers within 64 bits, non-negative counts,
@@ -232,99 +221,69 @@ def check_filter(flt: models.Filter | None) -> None:
     fields that can hold them, point ids are UUIDs, and size and depth are bounded.
     """
     if flt is not None:
-        _check_part(flt, 1, _Budget())
+        check_part(flt, 1, Budget())
 
 
-def _as_list(part: Any) -> list[Any]:
-    return part if isinstance(part, list) else [] if part is None else [part]
+def check_part(c: Any, depth: int, budget: Budget) -> None:
+    """One condition of a filter (a filter itself at ``depth``), ours or one in Qdrant's syntax."""
+    if not isinstance(c, nc.NEUTRAL):  # qdrant-client's, from a filter in Qdrant's syntax
+        from retriever.qdrant_syntax import check_qdrant_part
 
-
-def _check_part(c: Any, depth: int, budget: _Budget) -> None:
-    if isinstance(c, models.Filter):
+        check_qdrant_part(c, depth, budget)
+        return
+    if isinstance(c, nc.Filter):
         if depth > MAX_FILTER_DEPTH:
             raise QueryError(f"the filter nests filters more than {MAX_FILTER_DEPTH} levels deep")
-        for part in (c.must, c.should, c.must_not):
-            for sub in _as_list(part):
-                _check_part(sub, depth + 1, budget)
-        if c.min_should is not None:
-            conditions = c.min_should.conditions
-            for sub in conditions:
-                _check_part(sub, depth + 1, budget)
-            n = c.min_should.min_count
-            if not 0 <= n <= len(conditions):
-                raise QueryError(
-                    f"min_should.min_count must be between 0 and the number of its conditions "
-                    f"({len(conditions)}), got {show_number(n)}"
-                )
+        for sub in (*c.must, *c.should, *c.must_not):
+            check_part(sub, depth + 1, budget)
         return
     budget.condition()
-    if isinstance(c, models.FieldCondition):
-        _check_field_condition(c, budget)
-    elif isinstance(c, models.HasIdCondition):
-        budget.take(len(c.has_id))
-        for point_id in c.has_id:
-            try:
-                uuid.UUID(str(point_id))
-            except ValueError:
-                shown = show_number(point_id) if isinstance(point_id, int) else repr(str(point_id)[:80])
-                raise QueryError(f"has_id: point ids are UUIDs, got {shown}") from None
-    elif isinstance(c, models.IsEmptyCondition):
-        _check_key(c.is_empty.key)
-    elif isinstance(c, models.IsNullCondition):
-        _check_key(c.is_null.key)
-    elif isinstance(c, models.HasVectorCondition):
-        _check_text(c.has_vector)
-    elif isinstance(c, models.NestedCondition):
-        _check_key(c.nested.key)
-        _check_part(c.nested.filter, depth + 1, budget)
+    if isinstance(c, nc.Match):
+        check_key(c.key)
+        check_match_value(c.key, c.value)
+    elif isinstance(c, nc.MatchAny):
+        check_key(c.key)
+        check_match_values(c.key, c.values, budget)
+    elif isinstance(c, nc.Range):
+        check_key(c.key)
+        check_range(c.key, c)
+    elif isinstance(c, nc.HasId):
+        check_ids(c.ids, budget)
+    elif isinstance(c, nc.IsEmpty):
+        check_key(c.key)
 
 
-def _check_field_condition(c: models.FieldCondition, budget: _Budget) -> None:
-    _check_key(c.key)
-    m = c.match
-    if isinstance(m, models.MatchValue):
-        if isinstance(m.value, bool):
-            if c.key in NON_BOOLEAN_FIELDS:
-                raise QueryError(f"filter on {c.key!r}: it holds numbers or text, not booleans")
-        elif isinstance(m.value, int):
-            _check_int(m.value, f"on {c.key!r}")
+def check_match_value(key: str, value: Any) -> None:
+    if isinstance(value, bool):
+        if key in NON_BOOLEAN_FIELDS:
+            raise QueryError(f"filter on {key!r}: it holds numbers or text, not booleans")
+    elif isinstance(value, int):
+        check_int(value, f"on {key!r}")
+    else:
+        check_text(value)
+
+
+def check_match_values(key: str, values: Sequence[Any], budget: Budget) -> None:
+    budget.take(len(values))
+    for v in values:
+        if isinstance(v, int):
+            check_int(v, f"on {key!r}")
         else:
-            _check_text(m.value)
-    elif isinstance(m, (models.MatchAny, models.MatchExcept)):
-        values = m.any if isinstance(m, models.MatchAny) else m.except_
-        budget.take(len(values))
-        for v in values:
-            if isinstance(v, int):
-                _check_int(v, f"on {c.key!r}")
-            else:
-                _check_text(v)
-    elif m is not None:
-        text = getattr(m, "text", None) or getattr(m, "text_any", None) or getattr(m, "phrase", None)
-        if isinstance(text, str):
-            _check_text(text)
-    if isinstance(c.range, models.Range):
-        for name in ("gte", "gt", "lte", "lt"):
-            bound = getattr(c.range, name)
-            if bound is not None and not math.isfinite(bound):
-                raise QueryError(f"filter on {c.key!r}: range.{name} must be a finite number, got {bound}")
-    if c.values_count is not None:
-        for name in ("gte", "gt", "lte", "lt"):
-            bound = getattr(c.values_count, name)
-            if bound is not None and not 0 <= bound <= INT64_MAX:
-                shown = show_number(bound)
-                raise QueryError(f"filter on {c.key!r}: values_count.{name} must be a count (0 or more), got {shown}")
-    points: list[models.GeoPoint] = []
-    if c.geo_radius is not None:
-        points.append(c.geo_radius.center)
-        radius = c.geo_radius.radius
-        if not (math.isfinite(radius) and radius >= 0):
-            raise QueryError(f"filter on {c.key!r}: geo_radius.radius must be a finite distance, got {radius}")
-    if c.geo_bounding_box is not None:
-        points += [c.geo_bounding_box.top_left, c.geo_bounding_box.bottom_right]
-    if c.geo_polygon is not None:
-        for ring in [c.geo_polygon.exterior, *(c.geo_polygon.interiors or [])]:
-            points += ring.points
-    budget.take(len(points))
-    for p in points:
-        if not (math.isfinite(p.lat) and -90 <= p.lat <= 90 and math.isfinite(p.lon) and -180 <= p.lon <= 180):
-            raise QueryError(f"filter on {c.key!r}: geo points need lat in -90..90 and lon in -180..180")
+            check_text(v)
+
+
+def check_range(key: str, r: Any) -> None:
+    for name in ("gte", "gt", "lte", "lt"):
+        bound = getattr(r, name)
+        if bound is not None and not math.isfinite(bound):
+            raise QueryError(f"filter on {key!r}: range.{name} must be a finite number, got {bound}")
+
+
+def check_ids(ids: Sequence[Any], budget: Budget) -> None:
+    budget.take(len(ids))
+    for point_id in ids:
+        try:
+            uuid.UUID(str(point_id))
+        except ValueError:
+            shown = show_number(point_id) if isinstance(point_id, int) else repr(str(point_id)[:80])
+            raise QueryError(f"has_id: point ids are UUIDs, got {shown}") from None

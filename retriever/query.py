@@ -1,7 +1,8 @@
 """Query building: pure functions from query vectors to one Qdrant Query API request.
 
-Requests are qdrant-client models; the server and local mode take them as they are, and the Edge
-store translates them, so every engine runs the same request.
+Requests are engine-neutral records (``indexer.requests``); each store translates them (to qdrant-client
+models for a server and local mode, to Edge's own classes for Edge), so every engine runs the same
+request and none of this imports an engine's client.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from qdrant_client import models
-
+from indexer import requests as rq
+from indexer.conditions import AnyFilter
 from indexer.errors import QueryError
 from indexer.models import Embedding
 from indexer.modes import DEFAULT_M3_WEIGHTS, SearchMode, check_limit, valid_m3_weights
@@ -68,7 +69,7 @@ def final_threshold(
     return min_score * score_divisor(mode, query)
 
 
-def m3_formula(weights: Sequence[float], n_query_vectors: int, storage: Storage = PLAIN) -> models.FormulaQuery:
+def m3_formula(weights: Sequence[float], n_query_vectors: int, storage: Storage = PLAIN) -> rq.Formula:
     """w_d*dense + w_s*sparse + w_c*MAX_SIM/N_q over three prefetches (dense, sparse, ColBERT rescoring).
 
     A candidate that a rescoring leg did not return (e.g. no shared token for sparse) scores 0 there. Vectors
@@ -77,14 +78,13 @@ def m3_formula(weights: Sequence[float], n_query_vectors: int, storage: Storage 
     w_dense, w_sparse, w_colbert = (float(w) for w in weights)
     dense, dense_default = storage.dense.term("$score[0]")
     colbert, colbert_default = storage.colbert.term("$score[2]", n_query_vectors)
-    terms: list[models.Expression] = [
-        models.MultExpression(mult=[w_dense, dense]),
-        models.MultExpression(mult=[w_sparse, "$score[1]"]),
-        models.MultExpression(mult=[w_colbert / n_query_vectors, colbert]),
-    ]
-    return models.FormulaQuery(
-        formula=models.SumExpression(sum=terms),
-        defaults={"$score[0]": dense_default, "$score[1]": 0.0, "$score[2]": colbert_default},
+    terms = (
+        rq.Mult((w_dense, dense)),
+        rq.Mult((w_sparse, "$score[1]")),
+        rq.Mult((w_colbert / n_query_vectors, colbert)),
+    )
+    return rq.Formula(
+        rq.Sum(terms), defaults={"$score[0]": dense_default, "$score[1]": 0.0, "$score[2]": colbert_default}
     )
 
 
@@ -107,9 +107,9 @@ def build_request(
     min_dense_score: float | None = None,
     min_sparse_score: float | None = None,
     min_score: float | None = None,
-    flt: models.Filter | None = None,
+    flt: AnyFilter | None = None,
     storage: Storage = PLAIN,
-) -> models.QueryRequest:
+) -> rq.Request:
     """The whole search, candidates and fusion included, as one request.
 
     The filter is applied inside every prefetch (so fusion and reranking see only matching points)
@@ -135,12 +135,12 @@ def build_request(
     weights = _check_weights(m3_weights)
     depth = max(prefetch_limit, limit)
     dense, colbert = storage.dense, storage.colbert
-    dense_q = dense.query(query.dense)
-    sparse_q = models.SparseVector(indices=list(query.sparse.indices), values=list(query.sparse.values))
+    dense_q = rq.Nearest(dense.query(query.dense))
+    sparse_q = rq.Nearest(query.sparse)
 
-    def leg(vector: Any, using: str) -> models.Prefetch:
+    def leg(vector: rq.Nearest, using: str) -> rq.Prefetch:
         if using == DENSE:
-            return models.Prefetch(
+            return rq.Prefetch(
                 query=vector,
                 using=using,
                 filter=flt,
@@ -148,64 +148,63 @@ def build_request(
                 score_threshold=dense.threshold(min_dense_score),
                 params=dense.params(),
             )
-        return models.Prefetch(query=vector, using=using, filter=flt, limit=depth, score_threshold=min_sparse_score)
+        return rq.Prefetch(query=vector, using=using, filter=flt, limit=depth, score_threshold=min_sparse_score)
 
-    def fused() -> list[models.Prefetch]:
-        return [leg(dense_q, DENSE), leg(sparse_q, SPARSE)]
+    def fused() -> tuple[rq.Prefetch, ...]:
+        return (leg(dense_q, DENSE), leg(sparse_q, SPARSE))
 
     threshold = final_threshold(mode, query, min_score, min_dense_score, min_sparse_score)
-    rrf = models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=list(rrf_weights) if rrf_weights else None))
+    rrf = rq.Rrf(k=rrf_k, weights=tuple(rrf_weights) if rrf_weights else None)
     common: dict[str, Any] = {"filter": flt, "limit": limit, "with_payload": True}
     if mode is SearchMode.DENSE:
         formula = dense.similarity()
         if formula is not None:  # codes: the distances of the nearest codes, as cosines
-            nearest = models.Prefetch(query=dense_q, using=DENSE, filter=flt, limit=limit, params=dense.params())
-            return models.QueryRequest(prefetch=[nearest], query=formula, score_threshold=threshold, **common)
-        return models.QueryRequest(
-            query=dense_q, using=DENSE, score_threshold=threshold, params=dense.params(), **common
-        )
+            nearest = rq.Prefetch(query=dense_q, using=DENSE, filter=flt, limit=limit, params=dense.params())
+            return rq.Request(prefetch=(nearest,), query=formula, score_threshold=threshold, **common)
+        return rq.Request(query=dense_q, using=DENSE, score_threshold=threshold, params=dense.params(), **common)
     if mode is SearchMode.SPARSE:
-        return models.QueryRequest(query=sparse_q, using=SPARSE, score_threshold=threshold, **common)
+        return rq.Request(query=sparse_q, using=SPARSE, score_threshold=threshold, **common)
     if mode is SearchMode.HYBRID:
-        return models.QueryRequest(prefetch=fused(), query=rrf, **common)
+        return rq.Request(prefetch=fused(), query=rrf, **common)
     if mode is SearchMode.HYBRID_DBSF:
-        legs = [dense.as_similarity(leg(dense_q, DENSE)), leg(sparse_q, SPARSE)]
-        return models.QueryRequest(prefetch=legs, query=models.FusionQuery(fusion=models.Fusion.DBSF), **common)
+        similarities = (dense.as_similarity(leg(dense_q, DENSE)), leg(sparse_q, SPARSE))
+        return rq.Request(prefetch=similarities, query=rq.Dbsf(), **common)
     if query.colbert is None or len(query.colbert) == 0:
         raise QueryError(f"mode {mode.value} needs the query's ColBERT vectors")
-    colbert_q = colbert.query(query.colbert)
-    n_q = len(colbert_q)
+    colbert_vectors = colbert.query(query.colbert)
+    colbert_q = rq.Nearest(colbert_vectors)
+    n_q = len(colbert_vectors)
     if mode is SearchMode.M3:
         # The candidates: the union of the dense and the sparse top-`depth` (the fused limit, 2*depth, never
         # truncates, so no RRF tie can make the three rescoring legs see different sets). Each leg rescores
         # exactly those candidates; the formula adds the three scores.
-        candidates = models.Prefetch(prefetch=fused(), query=rrf, filter=flt, limit=2 * depth)
+        candidates = rq.Prefetch(prefetch=fused(), query=rrf, filter=flt, limit=2 * depth)
 
-        def rescore(vector: Any, using: str, params: models.SearchParams | None = None) -> models.Prefetch:
-            return models.Prefetch(
-                prefetch=[candidates], query=vector, using=using, filter=flt, limit=2 * depth, params=params
+        def rescore(vector: rq.Nearest, using: str, params: rq.Rescoring | None = None) -> rq.Prefetch:
+            return rq.Prefetch(
+                prefetch=(candidates,), query=vector, using=using, filter=flt, limit=2 * depth, params=params
             )
 
-        legs = [
+        legs = (
             rescore(dense_q, DENSE, dense.params()),
             rescore(sparse_q, SPARSE),
             rescore(colbert_q, COLBERT, colbert.params()),
-        ]
+        )
         formula = m3_formula(weights, n_q, storage)
-        return models.QueryRequest(prefetch=legs, query=formula, score_threshold=threshold, **common)
+        return rq.Request(prefetch=legs, query=formula, score_threshold=threshold, **common)
     if mode is SearchMode.HYBRID_COLBERT:
-        candidates = models.Prefetch(prefetch=fused(), query=rrf, filter=flt, limit=depth)
+        candidates = rq.Prefetch(prefetch=fused(), query=rrf, filter=flt, limit=depth)
     else:
         candidates = leg(dense_q, DENSE)
     # MAX_SIM is a sum over the query vectors; the reported score (and so min_score) is the mean.
     formula = colbert.similarity(n_q)
     if formula is not None:  # codes: the reranked candidates' summed distances, as summed cosines
-        rerank = models.Prefetch(
-            prefetch=[candidates], query=colbert_q, using=COLBERT, filter=flt, limit=limit, params=colbert.params()
+        rerank = rq.Prefetch(
+            prefetch=(candidates,), query=colbert_q, using=COLBERT, filter=flt, limit=limit, params=colbert.params()
         )
-        return models.QueryRequest(prefetch=[rerank], query=formula, score_threshold=threshold, **common)
-    return models.QueryRequest(
-        prefetch=[candidates],
+        return rq.Request(prefetch=(rerank,), query=formula, score_threshold=threshold, **common)
+    return rq.Request(
+        prefetch=(candidates,),
         query=colbert_q,
         using=COLBERT,
         score_threshold=threshold,
@@ -215,8 +214,8 @@ def build_request(
 
 
 def diversify(
-    request: models.QueryRequest, query: Embedding, diversity: float, candidates: int, storage: Storage = PLAIN
-) -> models.QueryRequest:
+    request: rq.Request, query: Embedding, diversity: float, candidates: int, storage: Storage = PLAIN
+) -> rq.Request:
     """MMR after any mode: the mode's request becomes the candidates (its ``candidates`` best points, its own
     thresholds kept), and MMR over the dense vector picks ``request.limit`` of them.
 
@@ -226,8 +225,8 @@ def diversify(
     """
     if isinstance(diversity, bool) or not isinstance(diversity, (int, float)) or not 0.0 <= diversity <= 1.0:
         raise QueryError(f"diversity must be a number between 0 and 1, got {diversity!r}")
-    limit = request.limit or 10
-    pool = models.Prefetch(
+    limit = request.limit
+    pool = rq.Prefetch(
         prefetch=request.prefetch,
         query=request.query,
         using=request.using,
@@ -236,10 +235,10 @@ def diversify(
         score_threshold=request.score_threshold,
         limit=max(candidates, limit),
     )
-    mmr = models.Mmr(diversity=float(diversity), candidates_limit=max(candidates, limit))
-    return models.QueryRequest(
-        prefetch=[pool],
-        query=models.NearestQuery(nearest=storage.dense.query(query.dense), mmr=mmr),
+    mmr = rq.Mmr(diversity=float(diversity), candidates_limit=max(candidates, limit))
+    return rq.Request(
+        prefetch=(pool,),
+        query=rq.Nearest(storage.dense.query(query.dense), mmr=mmr),
         using=DENSE,
         params=storage.dense.params(),
         filter=request.filter,

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from qdrant_client import models
 
+from indexer import requests as rq
 from indexer.config import RetrievalSettings
 from indexer.modes import SearchMode
 from indexer.schema import COLBERT, DENSE, CollectionInfo, VectorInfo
@@ -39,12 +39,11 @@ class VectorSearch:
         values = to_uint8(vector) if self.codes else vector
         return np.asarray(values, dtype=np.float64).tolist()
 
-    def params(self) -> models.SearchParams | None:
+    def params(self) -> rq.Rescoring | None:
         """Rescoring parameters for a search on an int8-quantized vector (None otherwise)."""
         if self.info is None or not self.info.quantized:
             return None
-        quantization = models.QuantizationSearchParams(rescore=self.rescore, oversampling=self.oversampling)
-        return models.SearchParams(quantization=quantization)
+        return rq.Rescoring(rescore=self.rescore, oversampling=self.oversampling)
 
     def threshold(self, similarity: float | None, n: int = 1) -> float | None:
         """A minimum similarity as the engine's threshold: for codes, a maximum distance."""
@@ -53,29 +52,29 @@ class VectorSearch:
             return similarity
         return codes.max_distance(similarity, n)
 
-    def term(self, variable: str, n: int = 1) -> tuple[models.Expression, float]:
+    def term(self, variable: str, n: int = 1) -> tuple[rq.Expression, float]:
         """A formula term giving the (sum of n) similarity behind ``variable``, and the engine score a
         missing candidate takes so that the term is 0."""
         codes = self.codes
         if codes is None:
             return variable, 0.0
-        square = models.MultExpression(mult=[-codes.per_squared_distance, variable, variable])
-        return models.SumExpression(sum=[n * codes.per_pair, square]), codes.max_distance(0.0, n)
+        square = rq.Mult((-codes.per_squared_distance, variable, variable))
+        return rq.Sum((n * codes.per_pair, square)), codes.max_distance(0.0, n)
 
-    def similarity(self, n: int = 1) -> models.FormulaQuery | None:
+    def similarity(self, n: int = 1) -> rq.Formula | None:
         """For codes, a formula over one prefetch (``$score[0]``) turning its distances into the (sum of n)
         cosines; None when the engine's scores are similarities already."""
         if self.codes is None:
             return None
         expression, default = self.term("$score[0]", n)
-        return models.FormulaQuery(formula=expression, defaults={"$score[0]": default})
+        return rq.Formula(expression, defaults={"$score[0]": default})
 
-    def as_similarity(self, leg: models.Prefetch, n: int = 1) -> models.Prefetch:
+    def as_similarity(self, leg: rq.Prefetch, n: int = 1) -> rq.Prefetch:
         """``leg`` whose scores are similarities (DBSF fuses scores; RRF sees only ranks and needs none)."""
         formula = self.similarity(n)
         if formula is None:
             return leg
-        return models.Prefetch(prefetch=[leg], query=formula, filter=leg.filter, limit=leg.limit)
+        return rq.Prefetch(prefetch=(leg,), query=formula, filter=leg.filter, limit=leg.limit)
 
 
 @dataclass(frozen=True, slots=True)

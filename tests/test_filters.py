@@ -10,6 +10,7 @@ import uuid
 import pytest
 from qdrant_client import models
 
+from indexer import conditions as nc
 from indexer.errors import QueryError
 from retriever.api import check_query
 from retriever.filters import (
@@ -26,7 +27,7 @@ NORTH_OF_THE_POLE = {"lon": 0, "lat": 91}
 ORIGIN = {"lon": 0, "lat": 0}
 
 
-def checked(spec: object) -> models.Filter | None:
+def checked(spec: object) -> nc.AnyFilter | None:
     flt = parse_filter(spec)
     check_filter(flt)
     return flt
@@ -105,7 +106,7 @@ def test_booleans_are_not_numbers(spec: object, reason: str) -> None:
 
 def test_booleans_still_match_fields_that_can_hold_them() -> None:
     flt = checked({"metadata.public": True})
-    assert flt is not None and flt.must[0].match == models.MatchValue(value=True)
+    assert flt == nc.Filter(must=(nc.Match("metadata.public", True),))
     assert checked({"must": [{"key": "metadata.public", "match": {"value": False}}]}) is not None
 
 
@@ -152,6 +153,25 @@ def test_a_filter_built_in_python_is_checked_too() -> None:
         deep = models.Filter(must=[deep])
     with pytest.raises(QueryError, match="levels deep"):
         check_filter(deep)
+
+
+def test_a_neutral_filter_built_in_python_is_checked_too() -> None:
+    with pytest.raises(QueryError, match="range.gte must be a finite number"):
+        checked(nc.Filter(must=(nc.Range("page", gte=float("nan")),)))
+    with pytest.raises(QueryError, match="not booleans"):
+        checked(nc.Filter(must=(nc.Match("page", True),)))
+    with pytest.raises(QueryError, match="beyond 64 bits"):
+        checked(nc.Filter(must_not=(nc.MatchAny("page", (1, 2**63)),)))
+    with pytest.raises(QueryError, match="point ids are UUIDs"):
+        checked(nc.Filter(should=(nc.HasId(("not-a-uuid",)),)))
+    deep = nc.Filter(must=(nc.Match("page", 1),))
+    for _ in range(MAX_FILTER_DEPTH):
+        deep = nc.Filter(must=(deep,))
+    with pytest.raises(QueryError, match="levels deep"):
+        check_filter(deep)
+    qdrant = models.Filter(must=[models.FieldCondition(key="page", match=models.MatchValue(value=2**64))])
+    with pytest.raises(QueryError, match="beyond 64 bits"):  # one in Qdrant's syntax nested in ours
+        check_filter(nc.Filter(must=(nc.Match("tenant", "a"), qdrant)))
 
 
 def test_invalid_qdrant_syntax_says_where_without_pydantic_internals() -> None:

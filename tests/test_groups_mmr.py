@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qdrant_client import models
 
+from indexer import conditions as nc
+from indexer import requests as rq
 from indexer.encoder import BGEM3Encoder
 from indexer.errors import QueryError
 from indexer.models import Embedding, Hit, SparseVec
@@ -30,7 +31,7 @@ Q = Embedding(
     sparse=SparseVec(indices=(3, 7), values=(0.5, 0.25)),
     colbert=np.eye(2, dtype=np.float32),
 )
-F = models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value="a.pdf"))])
+F = nc.Filter(must=(nc.Match("source", "a.pdf"),))
 
 
 # ------------------------------------------------------------------------------------------- pure
@@ -63,8 +64,8 @@ def test_mmr_wraps_any_mode_around_its_candidates() -> None:
         )
         assert pool.limit == 50 and pool.filter == F and r.filter == F
         assert r.using == "dense" and r.limit == 5 and r.score_threshold is None
-        assert isinstance(r.query, models.NearestQuery) and r.query.nearest == pytest.approx([0.6, 0.8])
-        assert r.query.mmr == models.Mmr(diversity=0.7, candidates_limit=50)
+        assert isinstance(r.query, rq.Nearest) and r.query.vector == pytest.approx([0.6, 0.8])
+        assert r.query.mmr == rq.Mmr(diversity=0.7, candidates_limit=50)
     assert diversify(build_request("dense", Q, limit=80), Q, 0.5, candidates=10).prefetch[0].limit == 80
     with pytest.raises(QueryError, match="between 0 and 1"):
         diversify(build_request("dense", Q), Q, 1.5, candidates=10)

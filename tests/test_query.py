@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-from qdrant_client import models
 
+from indexer import conditions as nc
+from indexer import requests as rq
 from indexer.errors import QueryError
 from indexer.models import Embedding, SparseVec
 from retriever.query import SearchMode, build_request, parse_filter
@@ -13,47 +14,48 @@ Q = Embedding(
     sparse=SparseVec(indices=(3, 7), values=(0.5, 0.25)),
     colbert=np.eye(2, dtype=np.float32),
 )
-F = models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value="a.pdf"))])
+F = nc.Filter(must=(nc.Match("source", "a.pdf"),))
 
 
-def legs(prefetch: list[models.Prefetch]) -> list[str]:
+def legs(prefetch: tuple[rq.Prefetch, ...]) -> list[str | None]:
     return [p.using for p in prefetch]
 
 
 def test_dense_and_sparse_are_single_stage() -> None:
     r = build_request("dense", Q, limit=5, flt=F)
     assert r.using == "dense"
-    assert r.prefetch is None
+    assert r.prefetch == ()
     assert r.limit == 5
     assert r.filter == F
-    assert r.query == pytest.approx([0.6, 0.8])
-    assert all(type(x) is float for x in r.query)
+    assert isinstance(r.query, rq.Nearest) and r.query.mmr is None
+    assert r.query.vector == pytest.approx([0.6, 0.8])
+    assert all(type(x) is float for x in r.query.vector)
     r = build_request("sparse", Q)
     assert r.using == "sparse"
-    assert r.query == models.SparseVector(indices=[3, 7], values=[0.5, 0.25])
+    assert r.query == rq.Nearest(SparseVec(indices=(3, 7), values=(0.5, 0.25)))
 
 
 def test_hybrid_fuses_two_filtered_prefetches_with_rrf_k() -> None:
     r = build_request("hybrid", Q, limit=10, prefetch_limit=100, rrf_k=60, rrf_weights=[2.0, 1.0], flt=F)
     assert legs(r.prefetch) == ["dense", "sparse"]
     assert all(p.filter == F and p.limit == 100 for p in r.prefetch)
-    assert r.query == models.RrfQuery(rrf=models.Rrf(k=60, weights=[2.0, 1.0]))
+    assert r.query == rq.Rrf(k=60, weights=(2.0, 1.0))
     assert r.filter == F
     assert r.with_payload is True
 
 
 def test_dbsf() -> None:
     r = build_request("hybrid_dbsf", Q)
-    assert r.query == models.FusionQuery(fusion=models.Fusion.DBSF)
+    assert r.query == rq.Dbsf()
     assert legs(r.prefetch) == ["dense", "sparse"]
 
 
 def test_hybrid_colbert_reranks_fused_candidates_in_one_request() -> None:
     r = build_request("hybrid_colbert", Q, limit=10, prefetch_limit=50, rrf_k=60, flt=F)
     assert r.using == "colbert"
-    assert r.query == [[1.0, 0.0], [0.0, 1.0]]
+    assert r.query == rq.Nearest([[1.0, 0.0], [0.0, 1.0]])
     [fused] = r.prefetch
-    assert isinstance(fused.query, models.RrfQuery)
+    assert isinstance(fused.query, rq.Rrf)
     assert fused.limit == 50
     assert fused.filter == F
     assert legs(fused.prefetch) == ["dense", "sparse"]
@@ -86,19 +88,22 @@ def test_parse_filter_forms() -> None:
     assert parse_filter(None) is None
     assert parse_filter({}) is None
     f = parse_filter({"source": "a.pdf", "pages": [1, 2], "page": {"gte": 3}})
-    assert f.must == [
-        models.FieldCondition(key="source", match=models.MatchValue(value="a.pdf")),
-        models.FieldCondition(key="pages", match=models.MatchAny(any=[1, 2])),
-        models.FieldCondition(key="page", range=models.Range(gte=3)),
-    ]
+    assert f == nc.Filter(must=(nc.Match("source", "a.pdf"), nc.MatchAny("pages", (1, 2)), nc.Range("page", gte=3.0)))
     f = parse_filter(["doc_id=2025", "page>=2", "page<5", "metadata.lang!=ru"])
-    assert f.must[0].match == models.MatchValue(value="2025")  # doc ids stay strings
-    assert f.must[1].range == models.Range(gte=2)
-    assert f.must[2].range == models.Range(lt=5)
-    assert f.must_not == [models.FieldCondition(key="metadata.lang", match=models.MatchValue(value="ru"))]
-    assert parse_filter('{"must": [{"key": "doc_id", "match": {"value": "x"}}]}').must[0].key == "doc_id"
-    assert parse_filter("source=dir/a=b.pdf").must[0].match.value == "dir/a=b.pdf"
+    assert f.must[0] == nc.Match("doc_id", "2025")  # doc ids stay strings
+    assert f.must[1] == nc.Range("page", gte=2.0)
+    assert f.must[2] == nc.Range("page", lt=5.0)
+    assert f.must_not == (nc.Match("metadata.lang", "ru"),)
+    assert parse_filter("source=dir/a=b.pdf").must[0] == nc.Match("source", "dir/a=b.pdf")
     assert parse_filter(F) is F
+
+
+def test_qdrant_syntax_is_read_by_qdrant_client() -> None:
+    from qdrant_client import models
+
+    f = parse_filter('{"must": [{"key": "doc_id", "match": {"value": "x"}}]}')
+    assert isinstance(f, models.Filter) and f.must[0].key == "doc_id"
+    assert parse_filter(f) is f
 
 
 @pytest.mark.parametrize(
@@ -132,11 +137,12 @@ def test_m3_rescores_one_candidate_set_with_three_legs_and_a_formula() -> None:
         assert p.filter == F
         assert cand.filter == F
         assert all(x.filter == F for x in cand.prefetch)
-    assert r.prefetch[2].query == [[1.0, 0.0], [0.0, 1.0]]
+    assert r.prefetch[2].query == rq.Nearest([[1.0, 0.0], [0.0, 1.0]])
     formula = r.query
-    assert isinstance(formula, models.FormulaQuery)
+    assert isinstance(formula, rq.Formula)
     assert formula.defaults == {"$score[0]": 0.0, "$score[1]": 0.0, "$score[2]": 0.0}
-    terms = [(t.mult[0], t.mult[1]) for t in formula.formula.sum]
+    assert isinstance(formula.expression, rq.Sum)
+    terms = [(t.factors[0], t.factors[1]) for t in formula.expression.terms if isinstance(t, rq.Mult)]
     assert terms == [(0.4, "$score[0]"), (0.2, "$score[1]"), (pytest.approx(0.2), "$score[2]")]  # 0.4 / 2 vectors
     assert r.using is None
     assert r.limit == 10

@@ -12,8 +12,8 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from qdrant_client import models
 
+from indexer import requests as rq
 from indexer.config import Settings
 from indexer.errors import StoreError, StoreRequestError, TransientStoreError
 from indexer.models import PointRecord, SparseVec
@@ -90,7 +90,7 @@ def test_one_retry_table_for_rest_and_grpc(
 def test_a_refused_request_keeps_the_servers_reason(server: QdrantStandIn, store: QdrantStore, transport: str) -> None:
     reason = 'Wrong input: Bad request: Index required but not found for "year" of one of the following types'
     fail_once(server, "query_batch", 400, C.INVALID_ARGUMENT, reason)
-    request = models.QueryRequest(query=[0.5, 0.5, 0.5, 0.5], using="dense", limit=3)
+    request = rq.Request(query=rq.Nearest([0.5, 0.5, 0.5, 0.5]), using="dense", limit=3)
     with pytest.raises(StoreRequestError, match="Index required but not found") as raised:
         store.query_batch([request])
     expected = "gRPC INVALID_ARGUMENT" if transport == "grpc" else "HTTP 400 Bad Request"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from qdrant_client import models
 
+from indexer import requests as rq
 from indexer.config import Settings
 from indexer.encoder import BGEM3Encoder
 from indexer.errors import ConfigError, QueryError, StoreError, StoreRequestError, TransientStoreError
@@ -168,11 +169,11 @@ def record(i: int) -> PointRecord:
 # ------------------------------------------------------------------------- item 9: REST batches by bytes
 
 
-def colbert_requests(n: int, rows: int) -> list[models.QueryRequest]:
+def colbert_requests(n: int, rows: int) -> list[rq.Request]:
     """Searches of about 16 bytes x rows x 64 floats of JSON each (ColBERT-shaped queries)."""
     return [
-        models.QueryRequest(
-            query=[[((i + r + k) % 7 - 3) / 7.123456789 for k in range(64)] for r in range(rows)],
+        rq.Request(
+            query=rq.Nearest([[((i + r + k) % 7 - 3) / 7.123456789 for k in range(64)] for r in range(rows)]),
             using="colbert",
             limit=3,
             with_payload=True,

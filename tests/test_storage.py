@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from qdrant_client import models
 
+from indexer import requests as rq
 from indexer.config import CollectionSettings, Settings
 from indexer.encoder import BGEM3Encoder, fit_multivector, pool_multivector
 from indexer.errors import ConfigError, SchemaMismatchError
@@ -194,14 +195,14 @@ def storage(dense: dict[str, Any], colbert: dict[str, Any], **search: Any) -> St
     return Storage(VectorSearch(d, **search), VectorSearch(c, **search))
 
 
-def prefetches(p: Any) -> list[models.Prefetch]:
+def prefetches(p: Any) -> list[rq.Prefetch]:
     out = []
-    for x in p.prefetch or []:
+    for x in p.prefetch:
         out += [x, *prefetches(x)]
     return out
 
 
-def searches_of(request: models.QueryRequest) -> list[Any]:
+def searches_of(request: rq.Request) -> list[Any]:
     """Every request or prefetch that searches a named vector."""
     return [p for p in [request, *prefetches(request)] if p.using is not None]
 
@@ -216,7 +217,7 @@ def test_rescoring_params_go_where_quantized_vectors_are_searched(mode: str) -> 
         if p.using == "sparse":
             assert p.params is None
         else:
-            assert p.params.quantization == models.QuantizationSearchParams(rescore=False, oversampling=2.0)
+            assert p.params == rq.Rescoring(rescore=False, oversampling=2.0)
     plain = build_request(mode, Q, storage=storage({"quantization": "none"}, {}))
     assert all(p.params is None for p in searches_of(plain))
 
@@ -225,17 +226,17 @@ def test_codes_are_searched_with_coded_queries_and_scored_as_cosines() -> None:
     s = storage({"datatype": "uint8"}, {"datatype": "uint8"})
     r = build_request("dense", Q, storage=s, min_dense_score=0.4)
     [inner] = r.prefetch
-    assert inner.query == to_uint8(Q.dense).tolist() and inner.using == DENSE
-    assert isinstance(r.query, models.FormulaQuery) and r.score_threshold == 0.4  # on the cosine scale
+    assert inner.query == rq.Nearest(to_uint8(Q.dense).tolist()) and inner.using == DENSE
+    assert isinstance(r.query, rq.Formula) and r.score_threshold == 0.4  # on the cosine scale
     r = build_request("hybrid", Q, storage=s, min_dense_score=0.4)
     dense_leg = next(p for p in r.prefetch if p.using == DENSE)
     assert dense_leg.score_threshold == pytest.approx(EuclidCodes(8).max_distance(0.4))  # a maximum distance
     r = build_request("hybrid_dbsf", Q, storage=s)
-    assert isinstance(r.prefetch[0].query, models.FormulaQuery)  # DBSF fuses cosines, not distances
+    assert isinstance(r.prefetch[0].query, rq.Formula)  # DBSF fuses cosines, not distances
     r = build_request("colbert", Q, storage=s, min_score=0.5)
     [rerank] = r.prefetch
-    assert rerank.using == COLBERT and rerank.query == to_uint8(Q.colbert).tolist()
-    assert isinstance(r.query, models.FormulaQuery) and r.score_threshold == pytest.approx(0.5 * 3)
+    assert rerank.using == COLBERT and rerank.query == rq.Nearest(to_uint8(Q.colbert).tolist())
+    assert isinstance(r.query, rq.Formula) and r.score_threshold == pytest.approx(0.5 * 3)
     assert s.uses_formula(SearchMode.DENSE) and not s.uses_formula(SearchMode.HYBRID)
     reason = unsupported((1, 13, 0), "http://q", SearchMode.DENSE, None, formula=s.uses_formula(SearchMode.DENSE))
     assert "distances of uint8 vectors" in reason and "1.14.0" in reason

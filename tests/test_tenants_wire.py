@@ -14,12 +14,16 @@ from typing import Any
 import pytest
 from qdrant_client import models
 
+from indexer import conditions as nc
+from indexer import requests as rq
 from indexer.admin import collection_status, delete_document
 from indexer.config import Settings
 from indexer.encoder import BGEM3Encoder
 from indexer.pipeline import ingest
 from indexer.records import COLLECTION_RECORD_ID
 from indexer.store import open_store
+from indexer.store.qdrant_filters import to_qdrant_filter
+from indexer.store.qdrant_requests import to_qdrant_request
 from indexer.tenants import TenantStore, scoped_request
 from retriever import Retriever
 from tests.helpers import SAMPLES, make_settings
@@ -96,18 +100,31 @@ def test_every_prefetch_of_a_tenants_search_carries_the_tenant(
     assert nested >= (0 if mode == "dense" or mode == "sparse" else 3)
 
 
-def test_scoping_reaches_nested_prefetches_however_deep() -> None:
-    leaf = models.Prefetch(query=[0.1, 0.2], using="dense", limit=5)
-    request = models.QueryRequest(
-        query=models.FusionQuery(fusion=models.Fusion.RRF),
-        prefetch=[models.Prefetch(prefetch=[leaf, leaf], query=models.FusionQuery(fusion=models.Fusion.RRF)), leaf],
-        filter=models.Filter(should=[models.FieldCondition(key=FIELD, match=models.MatchValue(value="b"))]),
+def neutral_prefetches(items: tuple[rq.Prefetch, ...]) -> list[rq.Prefetch]:
+    return [x for q in items for x in (q, *neutral_prefetches(q.prefetch))]
+
+
+@pytest.mark.parametrize("client_filter", ["ours", "qdrant syntax"])
+def test_scoping_reaches_nested_prefetches_however_deep(client_filter: str) -> None:
+    leaf = rq.Prefetch(query=rq.Nearest([0.1, 0.2]), using="dense", limit=5)
+    flt = (
+        nc.Filter(should=(nc.Match(FIELD, "b"),))
+        if client_filter == "ours"
+        else models.Filter(should=[models.FieldCondition(key=FIELD, match=models.MatchValue(value="b"))])
+    )
+    request = rq.Request(
+        query=rq.Rrf(k=2), prefetch=(rq.Prefetch(prefetch=(leaf, leaf), query=rq.Rrf(k=2)), leaf), filter=flt
     )
     scoped = scoped_request(request, FIELD, "a")
-    found = prefetches(scoped.prefetch)
-    assert len(found) == 4 and all(names_tenant(p.filter, "a") for p in found)
-    assert names_tenant(scoped.filter, "a") and scoped.filter.must[1] == request.filter  # the client's, nested
+    found = neutral_prefetches(scoped.prefetch)
+    assert len(found) == 4 and all(p.filter is not None and p.filter.must[0] == nc.Match(FIELD, "a") for p in found)
+    assert isinstance(scoped.filter, nc.Filter)
+    assert scoped.filter.must == (nc.Match(FIELD, "a"), request.filter)  # the client's, nested
     assert request.prefetch[1].filter is None  # the original is left as it was
+    sent = to_qdrant_request(scoped)  # as a server gets it
+    assert names_tenant(sent.filter, "a") and sent.filter.must[1] == to_qdrant_filter(flt)
+    wire = prefetches(sent.prefetch)
+    assert len(wire) == 4 and all(names_tenant(p.filter, "a") for p in wire)
 
 
 def test_a_tenants_delete_and_status_on_the_server(served: tuple[QdrantStandIn, Settings]) -> None:

@@ -1,8 +1,9 @@
 """The store interface: one collection in one engine, with a blocking and an async side.
 
-Searches are qdrant-client models (built once, see ``retriever.query``); each backend runs them on its
-engine or translates them, so the rest of the code never branches on the engine. Deletes, counts, scrolls
-and payload updates take our engine-neutral filters (``indexer.conditions``) or qdrant-client ones.
+Searches are engine-neutral requests (``indexer.requests``, built once by ``retriever.query``); each backend
+translates them for its engine, so the rest of the code never branches on the engine. Searches, deletes,
+counts, scrolls and payload updates take our engine-neutral filters (``indexer.conditions``) or qdrant-client
+ones.
 """
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from indexer.conditions import AnyFilter
 from indexer.models import Hit, PointRecord, StoredPoint
+from indexer.requests import Request
 from indexer.schema import CollectionInfo, CollectionSpec
 from indexer.store.features import Version
 
 if TYPE_CHECKING:
-    from qdrant_client import models
-
     from indexer.store.groups import HitGroup
 
 
@@ -48,11 +48,9 @@ class Store(Protocol):
     def set_payload(self, flt: AnyFilter, payload: dict[str, Any]) -> None:
         """Set these top-level payload keys on every matching point (one operation; other keys are kept)."""
 
-    def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]: ...
+    def query_batch(self, requests: Sequence[Request]) -> list[list[Hit]]: ...
 
-    def query_groups(
-        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
-    ) -> list[list[HitGroup]]:
+    def query_groups(self, requests: Sequence[Request], group_by: str, group_size: int) -> list[list[HitGroup]]:
         """Each request's best ``limit`` groups of up to ``group_size`` hits sharing a value of payload field
         ``group_by``, best group first (Qdrant's query groups; see ``indexer.store.groups`` for Edge)."""
 
@@ -77,10 +75,10 @@ class AsyncStore(Protocol):
 
     collection: str
 
-    async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]: ...
+    async def query_batch(self, requests: Sequence[Request]) -> list[list[Hit]]: ...
 
     async def query_groups(
-        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
+        self, requests: Sequence[Request], group_by: str, group_size: int
     ) -> list[list[HitGroup]]: ...
 
     async def count(self, flt: AnyFilter | None = None) -> int: ...

@@ -1,8 +1,8 @@
 """Qdrant Edge backend: the real Rust engine in-process, one folder per collection.
 
-Searches arrive as qdrant-client models and are translated by ``indexer.store.edge_requests``, so both
-embedded engines and a server run the very same request; the bookkeeping's own filters
-(``indexer.conditions``) are translated without importing qdrant-client.
+Searches arrive as engine-neutral requests (``indexer.requests``) and are translated by
+``indexer.store.edge_requests``, as the server and local mode translate them to qdrant-client models: every
+engine runs the very same request, and neither a search nor an ingest run here imports qdrant-client.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from indexer.conditions import AnyFilter
 from indexer.errors import QueryError, StoreError
 from indexer.models import Hit, PointRecord, StoredPoint
+from indexer.requests import Request
 from indexer.schema import (
     COLBERT,
     DENSE,
@@ -38,8 +39,6 @@ from indexer.store.edge_requests import edge_filter, edge_point, edge_request
 from indexer.store.features import Version
 
 if TYPE_CHECKING:
-    from qdrant_client import models
-
     from indexer.store.groups import HitGroup
 
 logger = logging.getLogger(__name__)
@@ -258,7 +257,7 @@ class EdgeStore:
         op = qe.UpdateOperation.set_payload_by_filter(edge_filter(flt), payload)
         self._run("setting payload", self._shard().update, op)
 
-    def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
+    def query_batch(self, requests: Sequence[Request]) -> list[list[Hit]]:
         import qdrant_edge as qe
 
         try:
@@ -268,9 +267,7 @@ class EdgeStore:
         results = self._run("query", self._shard().query_batch, batch)
         return [[to_hit(p) for p in r] for r in results]
 
-    def query_groups(
-        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
-    ) -> list[list[HitGroup]]:
+    def query_groups(self, requests: Sequence[Request], group_by: str, group_size: int) -> list[list[HitGroup]]:
         """Edge has no query groups: over-fetch and group on the client (``indexer.store.groups``)."""
         from indexer.store.groups import overfetch_groups
 

@@ -1,9 +1,9 @@
-"""Request translation for Qdrant Edge: our neutral filters and qdrant-client models to Edge's own pyo3 classes.
+"""Request translation for Qdrant Edge: our neutral searches (``indexer.requests``) and filters
+(``indexer.conditions``) to Edge's own pyo3 classes.
 
-Requests are built once as qdrant-client models (see ``retriever.query``); translating them here lets
-Edge run the very same request as a server or local mode. The indexer's bookkeeping filters
-(``indexer.conditions``) are translated directly: qdrant-client is imported only when one of its models
-is met (a search, a user's filter), so that an ingest run on Edge never pays for it.
+The server and local mode translate the same neutral records to qdrant-client models, so every engine
+runs the very same search, and a search or an ingest run on Edge never imports qdrant-client. A filter
+in Qdrant's own syntax (a user's ``{"must": [...]}``, validated by qdrant-client) is translated here too.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from indexer import conditions as nc
+from indexer import requests as rq
 from indexer.errors import QueryError
-from indexer.models import PointRecord
+from indexer.models import PointRecord, SparseVec
 from indexer.schema import COLBERT, DENSE, SPARSE
 
 if TYPE_CHECKING:
     from qdrant_client import models
-
-QDRANT_RRF_K = 2  # the server's default k; Edge requires k explicitly
 
 
 def _models() -> Any:
@@ -66,8 +65,12 @@ def _neutral_condition(x: nc.Condition) -> Any:
         return qe.HasIdCondition(point_ids=set(x.ids))
     if isinstance(x, nc.IsEmpty):
         return qe.IsEmptyCondition(key=x.key)
+    if isinstance(x, nc.Range):
+        return qe.FieldCondition(key=x.key, range=qe.RangeFloat(gte=x.gte, gt=x.gt, lte=x.lte, lt=x.lt))
     if isinstance(x, nc.Filter):
         return _neutral_filter(x)
+    if nc.is_qdrant_filter(x):  # a filter in Qdrant's syntax within ours (e.g. a tenant's scope)
+        return edge_filter(x)
     raise QueryError(f"filter condition {type(x).__name__} is not supported by the embedded engine")
 
 
@@ -145,48 +148,42 @@ def _edge_geo_and_count(c: models.FieldCondition) -> dict[str, Any]:
     return out
 
 
-def edge_vector(vector: Any) -> Any:
+def edge_vector(vector: rq.Vector) -> Any:
     import qdrant_edge as qe
 
-    models = _models()
-    if isinstance(vector, models.SparseVector):
+    if isinstance(vector, SparseVec):
         return qe.SparseVector(list(vector.indices), list(vector.values))
     return vector
 
 
-def edge_query(query: Any, using: str | None) -> Any:
+def edge_query(query: rq.Query | None, using: str | None) -> Any:
     import qdrant_edge as qe
 
-    models = _models()
     if query is None:
         return None
-    if isinstance(query, models.NearestQuery):
-        if query.mmr is not None:  # Edge's lambda is Qdrant's 1 - diversity (0.5 when unset)
-            diversity = 0.5 if query.mmr.diversity is None else query.mmr.diversity
-            limit = query.mmr.candidates_limit
-            if limit is None:
-                raise QueryError("an MMR query for the embedded engine needs candidates_limit")
-            return qe.Mmr(edge_vector(query.nearest), lambda_=1.0 - diversity, candidates_limit=limit, using=using)
-        query = query.nearest
-    if isinstance(query, (models.SparseVector, list)):  # sparse, dense, or a multivector (list of lists)
-        return qe.Query.Nearest(edge_vector(query), using=using)
-    if isinstance(query, models.FusionQuery):
-        if query.fusion == models.Fusion.RRF:
-            return qe.Fusion.Rrf(k=QDRANT_RRF_K)
-        if query.fusion == models.Fusion.DBSF:
-            return qe.Fusion.Dbsf()
-    if isinstance(query, models.RrfQuery):
-        return qe.Fusion.Rrf(k=query.rrf.k if query.rrf.k is not None else QDRANT_RRF_K, weights=query.rrf.weights)
-    if isinstance(query, models.FormulaQuery):
-        return qe.Formula(edge_expression(query.formula), defaults=dict(query.defaults or {}) or None)
+    if isinstance(query, rq.Nearest):
+        if query.mmr is not None:  # Edge's lambda is Qdrant's 1 - diversity
+            mmr = query.mmr
+            return qe.Mmr(
+                edge_vector(query.vector),
+                lambda_=1.0 - mmr.diversity,
+                candidates_limit=mmr.candidates_limit,
+                using=using,
+            )
+        return qe.Query.Nearest(edge_vector(query.vector), using=using)
+    if isinstance(query, rq.Rrf):
+        return qe.Fusion.Rrf(k=query.k, weights=list(query.weights) if query.weights else None)
+    if isinstance(query, rq.Dbsf):
+        return qe.Fusion.Dbsf()
+    if isinstance(query, rq.Formula):
+        return qe.Formula(edge_expression(query.expression), defaults=dict(query.defaults) or None)
     raise QueryError(f"query {type(query).__name__} is not supported by the embedded engine")
 
 
-def edge_expression(e: Any) -> Any:
-    """A formula expression (constants, ``$score[n]``/payload variables, sum, mult, neg, div) for Edge."""
+def edge_expression(e: rq.Expression) -> Any:
+    """A formula expression (constants, ``$score[n]``/payload variables, sum, mult) for Edge."""
     import qdrant_edge as qe
 
-    models = _models()
     x = qe.Expression
     if isinstance(e, bool):
         raise QueryError("a formula term cannot be a boolean")
@@ -194,63 +191,49 @@ def edge_expression(e: Any) -> Any:
         return x.Constant(float(e))
     if isinstance(e, str):
         return x.Variable(e)
-    if isinstance(e, models.SumExpression):
-        return x.Sum([edge_expression(t) for t in e.sum])
-    if isinstance(e, models.MultExpression):
-        return x.Mult([edge_expression(t) for t in e.mult])
-    if isinstance(e, models.NegExpression):
-        return x.Neg(edge_expression(e.neg))
-    if isinstance(e, models.DivExpression):
-        return x.Div(edge_expression(e.div.left), edge_expression(e.div.right), e.div.by_zero_default)
+    if isinstance(e, rq.Sum):
+        return x.Sum([edge_expression(t) for t in e.terms])
+    if isinstance(e, rq.Mult):
+        return x.Mult([edge_expression(t) for t in e.factors])
     raise QueryError(f"formula expression {type(e).__name__} is not supported by the embedded engine")
 
 
-def edge_params(p: models.SearchParams | None) -> Any:
-    """Search parameters (HNSW ef, exact search, quantization rescoring) for Edge."""
+def edge_params(p: rq.Rescoring | None) -> Any:
+    """Search parameters (quantization rescoring) for Edge."""
     import qdrant_edge as qe
 
     if p is None:
         return None
-    quantization = None
-    if p.quantization is not None:
-        q = p.quantization
-        quantization = qe.QuantizationSearchParams(
-            ignore=bool(q.ignore), rescore=q.rescore, oversampling=q.oversampling
-        )
-    return qe.SearchParams(
-        hnsw_ef=p.hnsw_ef, exact=bool(p.exact), quantization=quantization, indexed_only=bool(p.indexed_only)
-    )
+    quantization = qe.QuantizationSearchParams(ignore=False, rescore=p.rescore, oversampling=p.oversampling)
+    return qe.SearchParams(hnsw_ef=None, exact=False, quantization=quantization, indexed_only=False)
 
 
-def edge_prefetch(p: models.Prefetch) -> Any:
+def edge_prefetch(p: rq.Prefetch) -> Any:
     import qdrant_edge as qe
 
-    nested = p.prefetch if isinstance(p.prefetch, list) else [p.prefetch] if p.prefetch else []
     return qe.Prefetch(
-        limit=p.limit if p.limit is not None else 10,  # the server's default prefetch limit
+        limit=p.limit,
         query=edge_query(p.query, p.using),
-        prefetches=[edge_prefetch(n) for n in nested] or None,
+        prefetches=[edge_prefetch(n) for n in p.prefetch] or None,
         filter=edge_filter(p.filter),
         params=edge_params(p.params),
         score_threshold=p.score_threshold,
     )
 
 
-def edge_request(r: models.QueryRequest) -> Any:
+def edge_request(r: rq.Request) -> Any:
     import qdrant_edge as qe
 
-    nested = r.prefetch if isinstance(r.prefetch, list) else [r.prefetch] if r.prefetch else []
-    with_payload = r.with_payload if isinstance(r.with_payload, (bool, list)) else True
     return qe.QueryRequest(
-        limit=r.limit if r.limit is not None else 10,
+        limit=r.limit,
         offset=r.offset,
         query=edge_query(r.query, r.using),
-        prefetches=[edge_prefetch(n) for n in nested] or None,
+        prefetches=[edge_prefetch(n) for n in r.prefetch] or None,
         filter=edge_filter(r.filter),
         params=edge_params(r.params),
         score_threshold=r.score_threshold,
-        with_payload=with_payload,
-        with_vector=bool(r.with_vector) if r.with_vector is not None else False,
+        with_payload=list(r.with_payload) if isinstance(r.with_payload, tuple) else r.with_payload,
+        with_vector=False,
     )
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-from qdrant_client import models
+from dataclasses import dataclass, replace
 
 from indexer.errors import QueryError
 from indexer.models import Hit, StoredPoint
+from indexer.requests import Request
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +86,9 @@ def group_hits(hits: Sequence[Hit], field: str, limit: int, size: int) -> tuple[
 
 
 def overfetch_groups(
-    query_batch: Callable[[list[models.QueryRequest]], list[list[Hit]]],
+    query_batch: Callable[[list[Request]], list[list[Hit]]],
     retrieve: Callable[[list[str]], list[StoredPoint]],
-    requests: Sequence[models.QueryRequest],
+    requests: Sequence[Request],
     field: str,
     size: int,
 ) -> list[list[HitGroup]]:
@@ -105,16 +104,13 @@ def overfetch_groups(
     (``retrieval.prefetch_limit`` per leg), so a few long documents can leave fewer than ``limit`` groups.
     """
     results: list[list[HitGroup]] = [[] for _ in requests]
-    fetch = {i: min(MAX_GROUP_CANDIDATES, OVERFETCH * (r.limit or 10) * size) for i, r in enumerate(requests)}
+    fetch = {i: min(MAX_GROUP_CANDIDATES, OVERFETCH * r.limit * size) for i, r in enumerate(requests)}
     while fetch:
         order = sorted(fetch)
-        asked = [
-            r.model_copy(update={"limit": fetch[i], "offset": None, "with_payload": [field]})
-            for i, r in ((i, requests[i]) for i in order)
-        ]
+        asked = [replace(requests[i], limit=fetch[i], offset=None, with_payload=(field,)) for i in order]
         answers = query_batch(asked)
         for i, hits in zip(order, answers, strict=True):
-            groups, settled = group_hits(hits, field, requests[i].limit or 10, size)
+            groups, settled = group_hits(hits, field, requests[i].limit, size)
             results[i] = groups
             if settled or len(hits) < fetch[i] or fetch[i] >= MAX_GROUP_CANDIDATES:
                 del fetch[i]
@@ -126,25 +122,3 @@ def overfetch_groups(
         [HitGroup(g.key, tuple(Hit(h.id, h.score, payloads.get(h.id, h.payload)) for h in g.hits)) for g in groups]
         for groups in results
     ]
-
-
-def groups_arguments(request: models.QueryRequest, group_by: str, group_size: int) -> dict:
-    """A query request as the arguments of qdrant-client's ``query_points_groups`` (servers, local mode)."""
-    return {
-        "query": request.query,
-        "using": request.using,
-        "prefetch": request.prefetch,
-        "query_filter": request.filter,
-        "search_params": request.params,
-        "limit": request.limit or 10,
-        "group_by": group_by,
-        "group_size": group_size,
-        "with_payload": request.with_payload if request.with_payload is not None else True,
-        "score_threshold": request.score_threshold,
-    }
-
-
-def from_groups_result(result: models.GroupsResult) -> list[HitGroup]:
-    from indexer.store.base import to_hit
-
-    return [HitGroup(g.id, tuple(to_hit(p) for p in g.hits)) for g in result.groups]

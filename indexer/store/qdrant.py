@@ -12,11 +12,12 @@ from indexer.conditions import AnyFilter
 from indexer.config import QdrantSettings
 from indexer.errors import StoreError, TransientStoreError
 from indexer.models import Hit, PointRecord, StoredPoint
+from indexer.requests import Request
 from indexer.schema import CollectionInfo, CollectionSpec, check_shape, payload_indexes
 from indexer.store.base import AsyncStore, to_hit, to_stored
 from indexer.store.errors import already_exists, classify, store_error
 from indexer.store.features import MIN_SERVER_VERSION, Version, parse_version, show
-from indexer.store.groups import HitGroup, from_groups_result, groups_arguments
+from indexer.store.groups import HitGroup
 from indexer.store.qdrant_filters import to_qdrant_filter
 from indexer.store.qdrant_params import (
     PAYLOAD_TYPES,
@@ -27,6 +28,7 @@ from indexer.store.qdrant_params import (
     split_by_bytes,
     to_point_struct,
 )
+from indexer.store.qdrant_requests import from_groups_result, groups_arguments, to_qdrant_request
 
 __all__ = ["QdrantStore", "client_options", "collection_info", "collection_params", "to_point_struct"]
 
@@ -199,22 +201,19 @@ class QdrantStore:
         selector = models.FilterSelector(filter=to_qdrant_filter(flt))
         self._write("setting payload", self.client.set_payload, self.collection, payload=payload, points=selector)
 
-    def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
-        groups = (
-            split_by_bytes(requests, self.settings.max_request_bytes) if self.rest and self.settings else [requests]
-        )
+    def query_batch(self, requests: Sequence[Request]) -> list[list[Hit]]:
+        sent = [to_qdrant_request(r) for r in requests]
+        groups = split_by_bytes(sent, self.settings.max_request_bytes) if self.rest and self.settings else [sent]
         responses = []
         for group in groups:
             responses += self._call("query", self.client.query_batch_points, self.collection, requests=list(group))
         return [[to_hit(p) for p in r.points] for r in responses]
 
-    def query_groups(
-        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
-    ) -> list[list[HitGroup]]:
+    def query_groups(self, requests: Sequence[Request], group_by: str, group_size: int) -> list[list[HitGroup]]:
         """One ``query_points_groups`` call per request (the Query API has no batch of groups)."""
         out = []
         for r in requests:
-            args = groups_arguments(r, group_by, group_size)
+            args = groups_arguments(to_qdrant_request(r), group_by, group_size)
             out.append(
                 from_groups_result(self._call("query", self.client.query_points_groups, self.collection, **args))
             )

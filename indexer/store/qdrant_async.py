@@ -6,16 +6,16 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from qdrant_client import models
-
 from indexer.conditions import AnyFilter
 from indexer.config import QdrantSettings
 from indexer.models import Hit
+from indexer.requests import Request
 from indexer.store.base import to_hit
 from indexer.store.errors import store_error
-from indexer.store.groups import HitGroup, from_groups_result, groups_arguments
+from indexer.store.groups import HitGroup
 from indexer.store.qdrant_filters import to_qdrant_filter
 from indexer.store.qdrant_params import split_by_bytes
+from indexer.store.qdrant_requests import from_groups_result, groups_arguments, to_qdrant_request
 
 
 class AsyncQdrantStore:
@@ -40,9 +40,10 @@ class AsyncQdrantStore:
             self.client = AsyncQdrantClient(**client_options(self.settings))
         return self.client
 
-    async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
+    async def query_batch(self, requests: Sequence[Request]) -> list[list[Hit]]:
         s = self.settings
-        groups = split_by_bytes(requests, s.max_request_bytes) if s is not None and not s.prefer_grpc else [requests]
+        sent = [to_qdrant_request(r) for r in requests]
+        groups = split_by_bytes(sent, s.max_request_bytes) if s is not None and not s.prefer_grpc else [sent]
         responses = []
         for group in groups:  # REST: under the server's request size limit
             try:
@@ -51,13 +52,11 @@ class AsyncQdrantStore:
                 raise store_error(e, "query") from e
         return [[to_hit(p) for p in r.points] for r in responses]
 
-    async def query_groups(
-        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
-    ) -> list[list[HitGroup]]:
+    async def query_groups(self, requests: Sequence[Request], group_by: str, group_size: int) -> list[list[HitGroup]]:
         """One ``query_points_groups`` call per request, sent together."""
 
-        async def one(r: models.QueryRequest) -> list[HitGroup]:
-            args = groups_arguments(r, group_by, group_size)
+        async def one(r: Request) -> list[HitGroup]:
+            args = groups_arguments(to_qdrant_request(r), group_by, group_size)
             try:
                 return from_groups_result(await self._client().query_points_groups(self.collection, **args))
             except Exception as e:

@@ -45,6 +45,10 @@ def _condition(x: c.Condition) -> Any:
         return models.HasIdCondition(has_id=ids)
     if isinstance(x, c.IsEmpty):
         return models.IsEmptyCondition(is_empty=models.PayloadField(key=x.key))
+    if isinstance(x, c.Range):
+        return models.FieldCondition(key=x.key, range=models.Range(gte=x.gte, gt=x.gt, lte=x.lte, lt=x.lt))
     if isinstance(x, c.Filter):
         return _filter(x)
+    if isinstance(x, models.Filter):  # a filter in Qdrant's syntax within ours (e.g. a tenant's scope)
+        return x
     raise TypeError(f"not a filter condition: {x!r}")

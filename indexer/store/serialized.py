@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from indexer.conditions import AnyFilter
 from indexer.models import Hit, PointRecord, StoredPoint
+from indexer.requests import Request
 from indexer.schema import CollectionInfo, CollectionSpec
 from indexer.store.base import AsyncStore, Store
 
 if TYPE_CHECKING:
-    from qdrant_client import models
-
     from indexer.store.groups import HitGroup
 
 
@@ -86,13 +85,11 @@ class SerializedStore:
         with self.lock:
             self.inner.set_payload(flt, payload)
 
-    def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
+    def query_batch(self, requests: Sequence[Request]) -> list[list[Hit]]:
         with self.lock:
             return self.inner.query_batch(requests)
 
-    def query_groups(
-        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
-    ) -> list[list[HitGroup]]:
+    def query_groups(self, requests: Sequence[Request], group_by: str, group_size: int) -> list[list[HitGroup]]:
         with self.lock:
             return self.inner.query_groups(requests, group_by, group_size)
 
@@ -144,12 +141,10 @@ class ThreadedAsyncStore:
         self.store = store
         self.collection = store.collection
 
-    async def query_batch(self, requests: Sequence[models.QueryRequest]) -> list[list[Hit]]:
+    async def query_batch(self, requests: Sequence[Request]) -> list[list[Hit]]:
         return await asyncio.to_thread(self.store.query_batch, requests)
 
-    async def query_groups(
-        self, requests: Sequence[models.QueryRequest], group_by: str, group_size: int
-    ) -> list[list[HitGroup]]:
+    async def query_groups(self, requests: Sequence[Request], group_by: str, group_size: int) -> list[list[HitGroup]]:
         return await asyncio.to_thread(self.store.query_groups, requests, group_by, group_size)
 
     async def count(self, flt: AnyFilter | None = None) -> int:

@@ -218,7 +218,7 @@ class QdrantStandIn:
     def _query_groups(
         self, collection: str, query: models.QueryRequest, group_by: str, group_size: int
     ) -> models.GroupsResult:
-        from indexer.store.groups import groups_arguments
+        from indexer.store.qdrant_requests import groups_arguments
 
         return self.engine.query_points_groups(collection, **groups_arguments(query, group_by, group_size))
 
