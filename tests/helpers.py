@@ -14,6 +14,7 @@ import numpy as np
 
 from indexer.config import Settings
 from indexer.encoder import Encoder
+from indexer.models import PointRecord, SparseVec
 from indexer.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,3 +94,17 @@ def assert_same(got: dict, want: dict) -> None:
             else:
                 assert g.shape == v.shape, f"point {pid}: {name} shape differs"
                 np.testing.assert_allclose(g, v, atol=1e-3, err_msg=f"point {pid}: {name}")
+
+
+def small_points(n: int, start: int = 0) -> list[PointRecord]:
+    """``n`` chunk points with 8-d dense and tiny sparse vectors (no ColBERT), ids numbered from ``start``."""
+    rng = np.random.default_rng(start)
+    return [
+        PointRecord(
+            id=f"00000000-0000-0000-0000-{i:012d}",
+            payload={"kind": "chunk", "doc_id": "d"},
+            dense=rng.normal(size=8).astype(np.float32),
+            sparse=SparseVec((1, 2), (0.5, 0.25)),
+        )
+        for i in range(start, start + n)
+    ]

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from indexer.models import PointRecord, SparseVec
 from indexer.schema import CollectionSpec
 from indexer.store import edge
 from indexer.store.edge import EdgeStore
-
-
-def points(n: int, start: int = 0) -> list[PointRecord]:
-    rng = np.random.default_rng(start)
-    return [
-        PointRecord(
-            id=f"00000000-0000-0000-0000-{i:012d}",
-            payload={"kind": "chunk", "doc_id": "d"},
-            dense=rng.normal(size=8).astype(np.float32),
-            sparse=SparseVec((1, 2), (0.5, 0.25)),
-        )
-        for i in range(start, start + n)
-    ]
+from tests.helpers import small_points as points
 
 
 def test_finish_optimizes_only_past_the_threshold_and_close_does_the_rest(

@@ -1,7 +1,8 @@
-"""Uploads to the service's embedded store are flushed on a timer, not on each upload, and lose nothing.
+"""Uploads to the service's embedded store: writes take turns with searches, flushes run on a timer.
 
-An acknowledged upload is searchable at once and survives a kill -9 of the service before any flush
-(Edge logs every write in its WAL first); the timer flushes what uploads left, and so does shutdown.
+An upload's writes wait for the search holding the model, a point at a time. An acknowledged upload is
+searchable at once and survives a kill -9 of the service before any flush (Edge logs every write in its
+WAL first); the timer flushes what uploads left, and so does shutdown.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -18,10 +21,14 @@ import pytest
 
 from indexer.admin import collection_status
 from indexer.encoder import BGEM3Encoder
+from indexer.models import PointRecord
+from indexer.schema import CollectionSpec
 from indexer.store.edge import EdgeStore
+from indexer.store.serialized import SerializedStore
 from retriever.api import Retriever
+from retriever.scheduler import EncoderScheduler
 from retriever.service import create_app
-from tests.helpers import CHUNK_SIZE, REPO, make_settings
+from tests.helpers import CHUNK_SIZE, REPO, make_settings, small_points
 from tests.service_helpers import LiveServer, free_port, open_retriever
 
 TEXT = b"Zebra quartz invoices are reconciled every Tuesday by the orbital finance desk.\n\n" * 4
@@ -31,6 +38,31 @@ def upload(url: str, name: str, headers: dict[str, str] | None = None) -> dict:
     r = httpx.post(f"{url}/documents", files={"file": (name, TEXT)}, headers=headers or {}, timeout=60)
     assert r.status_code == 201, r.text
     return r.json()
+
+
+def test_an_uploads_writes_wait_for_the_search_holding_the_model_a_point_at_a_time(tmp_path: Path) -> None:
+    inner = EdgeStore(tmp_path, "c")
+    inner.ensure_collection(CollectionSpec(name="c", dense_dim=8, colbert_dim=None))
+    writes: list[int] = []
+    upsert = inner.upsert
+
+    def counting(batch: Sequence[PointRecord], wait: bool = True) -> None:
+        writes.append(len(batch))
+        upsert(batch, wait)
+
+    inner.upsert = counting  # type: ignore[method-assign]
+    scheduler = EncoderScheduler()
+    store = SerializedStore(inner, write_gate=scheduler.upload)
+    with scheduler.query():  # a search holds the model
+        writer = threading.Thread(target=store.upsert, args=(small_points(5),))
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive()
+        assert writes == []  # nothing is written while the search runs
+    writer.join(30)
+    assert writes == [1] * 5
+    assert store.count() == 5
+    store.close()
 
 
 def test_the_timer_flushes_what_uploads_left(tiny_model_dir: Path, encoder: BGEM3Encoder, tmp_path: Path) -> None:
