@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from indexer.config import Settings
@@ -15,6 +18,7 @@ from indexer.pipeline import ingest
 from indexer.runtime import open_runtime
 from retriever.api import Retriever
 from retriever.service import create_app
+from tests.helpers import CHUNK_SIZE
 
 
 def free_port() -> int:
@@ -59,3 +63,27 @@ def open_retriever(settings: Settings, encoder: Encoder, paths: list[Any] | None
 
 def serve(settings: Settings, encoder: Encoder, paths: list[Any] | None = None, **kwargs: Any) -> LiveServer:
     return LiveServer(create_app(open_retriever(settings, encoder, paths), **kwargs))
+
+
+def service_config(path: Path, model_dir: Path, store: Path, collection: str, extra: str = "") -> Path:
+    """A config file for ``retriever serve`` on an embedded store with the test model (``extra``: more TOML)."""
+    path.write_text(
+        f'[model]\nname = "{model_dir}"\ndevice = "cpu"\n[chunking]\nchunk_size = {CHUNK_SIZE}\n'
+        f'chunk_overlap = 16\n[qdrant]\npath = "{store}"\n[collection]\nname = "{collection}"\n{extra}'
+    )
+    return path
+
+
+def wait_ready(base: str, server: subprocess.Popen[Any]) -> None:
+    """Wait up to 60 s for a ``retriever serve`` process to answer /readyz (it imports torch, loads the model)."""
+    for _ in range(600):
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None:
+            err = server.communicate()[1] if server.stderr else ""
+            raise RuntimeError(f"retriever serve exited with {server.returncode}: {err}")
+        time.sleep(0.1)
+    raise RuntimeError("retriever serve did not become ready in 60 s")

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from indexer.encoder import BGEM3Encoder
-from tests.helpers import CHUNK_SIZE, ENGINES, REPO, SAMPLES, make_settings
-from tests.service_helpers import free_port, serve
+from tests.helpers import ENGINES, REPO, SAMPLES, make_settings
+from tests.service_helpers import free_port, serve, service_config, wait_ready
 
 MAX_UPLOAD = 64 * 1024
 UNIQUE = "Zebra quartz invoices are reconciled every Tuesday by the orbital finance desk."
@@ -315,11 +315,7 @@ def test_concurrent_requests_are_answered_as_sequential_ones(url: str, client: h
 @pytest.mark.slow
 def test_cli_serve_owns_the_embedded_store(tiny_model_dir: Path, tmp_path: Path) -> None:
     """``retriever serve`` as a real process; a CLI started meanwhile on the same store says who holds it."""
-    cfg = tmp_path / "svc.toml"
-    cfg.write_text(
-        f'[model]\nname = "{tiny_model_dir}"\ndevice = "cpu"\n[chunking]\nchunk_size = {CHUNK_SIZE}\n'
-        f'chunk_overlap = 16\n[qdrant]\npath = "{tmp_path / "store"}"\n[collection]\nname = "cli_svc"\n'
-    )
+    cfg = service_config(tmp_path / "svc.toml", tiny_model_dir, tmp_path / "store", "cli_svc")
     port = free_port()
     env = {**os.environ, "RETRIEVER_API_KEY": "k"}
     server = subprocess.Popen(
@@ -332,16 +328,7 @@ def test_cli_serve_owns_the_embedded_store(tiny_model_dir: Path, tmp_path: Path)
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(600):  # up to 60 s: the process imports torch and loads the model
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.communicate()[1]
-            subprocess.run(["sleep", "0.1"], check=True)
-        else:
-            pytest.fail("retriever serve did not become ready")
+        wait_ready(base, server)
         assert httpx.post(f"{base}/search", json={"query": "x"}, timeout=30).status_code == 401
         r = httpx.post(f"{base}/documents", files={"file": ("a.md", b"# Title\n\nbody")}, headers={"X-API-Key": "k"})
         assert r.status_code == 201

@@ -28,8 +28,8 @@ from indexer.store.serialized import SerializedStore
 from retriever.api import Retriever
 from retriever.scheduler import EncoderScheduler
 from retriever.service import create_app
-from tests.helpers import CHUNK_SIZE, REPO, make_settings, small_points
-from tests.service_helpers import LiveServer, free_port, open_retriever
+from tests.helpers import REPO, make_settings, small_points
+from tests.service_helpers import LiveServer, free_port, open_retriever, service_config, wait_ready
 
 TEXT = b"Zebra quartz invoices are reconciled every Tuesday by the orbital finance desk.\n\n" * 4
 
@@ -108,11 +108,8 @@ def test_shutdown_finishes_what_the_timer_has_not(tiny_model_dir: Path, encoder:
 
 @pytest.mark.slow
 def test_an_acknowledged_upload_survives_a_kill_before_any_flush(tiny_model_dir: Path, tmp_path: Path) -> None:
-    cfg = tmp_path / "svc.toml"
-    cfg.write_text(
-        f'[model]\nname = "{tiny_model_dir}"\ndevice = "cpu"\n[chunking]\nchunk_size = {CHUNK_SIZE}\n'
-        f'chunk_overlap = 16\n[qdrant]\npath = "{tmp_path / "store"}"\n[collection]\nname = "flush"\n'
-        "[service]\nflush_seconds = 3600\n"
+    cfg = service_config(
+        tmp_path / "svc.toml", tiny_model_dir, tmp_path / "store", "flush", "[service]\nflush_seconds = 3600\n"
     )
     port = free_port()
     server = subprocess.Popen(
@@ -124,16 +121,7 @@ def test_an_acknowledged_upload_survives_a_kill_before_any_flush(tiny_model_dir:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):  # up to 60 s: the process imports torch and loads the model
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None
-            time.sleep(0.1)
-        else:
-            pytest.fail("retriever serve did not become ready")
+        wait_ready(base, server)
         first, second = upload(base, "a.txt"), upload(base, "b.txt")
     finally:
         server.send_signal(signal.SIGKILL)
