@@ -408,7 +408,7 @@ def main() -> None:
         f"(b) the model: {ingest['encode_s']:.1f} s encoding, waited {ingest['input_wait_s']:.1f} s for input "
         f"(the CPU stages) and {ingest['write_wait_s']:.1f} s for writes"
     )
-    print(f"b/a = {rate(ingest) / rate(plain):.2f}" + (f"   b/c = {rate(ingest) / rate(naive):.2f}" if naive else ""))
+    print(f"b/a = {rate(ingest) / rate(plain):.3f}" + (f"   b/c = {rate(ingest) / rate(naive):.3f}" if naive else ""))
     print("per-stage tokens/s per CPU core (one thread each):")
     for name in ("loading", "chunking", "tokenizing"):
         print(f"  {name:<22} {stages['tokens'] / max(stages[name], 1e-9):12,.0f}")
