@@ -289,12 +289,13 @@ def phase_naive(args: argparse.Namespace) -> dict:
 
 
 def phase_edge(args: argparse.Namespace) -> dict:
-    """Qdrant Edge alone, as any user of it: the points of the same chunks (the same ColBERT rows, random
-    vectors, no model), built and written in batches as the run writes them (glibc left as it is)."""
+    """Qdrant Edge alone, as any user of it: the points of the same chunks (random vectors, no model; as many
+    ColBERT rows as the encoder gives, pooled to Qdrant's cap), written in batches as the run writes them
+    (glibc's allocator left as it is)."""
     import numpy as np
 
     from indexer.chunking import Chunker
-    from indexer.encoder import M3Tokenizer
+    from indexer.encoder import M3Tokenizer, fit_multivector
     from indexer.loaders import discover, load_file
     from indexer.models import Embedding, EncodedChunk, SparseVec
     from indexer.points import to_point
@@ -314,7 +315,7 @@ def phase_edge(args: argparse.Namespace) -> dict:
     writer = Writer(store, settings.ingest.write_batch_points, settings.ingest.write_batch_bytes)
     for c in chunks:
         colbert = rng.standard_normal((c.token_count - 1, 1024), dtype=np.float32)
-        colbert /= np.linalg.norm(colbert, axis=1, keepdims=True)
+        colbert = fit_multivector(colbert / np.linalg.norm(colbert, axis=1, keepdims=True))  # as the encoder does
         dense = colbert[0].copy()
         sparse = SparseVec(tuple(range(1000, 1000 + min(64, c.token_count))), (0.1,) * min(64, c.token_count))
         writer.add(to_point(EncodedChunk(c, Embedding(dense, sparse, colbert)), spec))

@@ -171,6 +171,7 @@ class _Run(Documents):
                     raise payload
                 else:
                     self._handle(kind, payload, stop)
+                payload = None  # written: its vectors must not live on while this thread waits for the next
                 if messages.empty():
                     self._idle(gate)
             self._idle(gate)
