@@ -467,9 +467,9 @@ def main() -> None:
             print(f"ingest.malloc_mmap_threshold_kb = {kib.malloc_mmap_threshold_kb} (0: glibc's sliding threshold)")
             one, many = (run_phase("ingest", model, c, work, args.max_batch_tokens, *heap) for c in (corpus, big))
             alone = [run_phase("edge", model, c, work, args.max_batch_tokens) for c in (corpus, big)]
-            rows = [("ingest", "1x", one), ("ingest", f"{args.scale}x", many)]
-            rows += [("Edge alone", "1x", alone[0]), ("Edge alone", f"{args.scale}x", alone[1])]
-            for what, label, r in rows:
+            table = [("ingest", "1x", one), ("ingest", f"{args.scale}x", many)]
+            table += [("Edge alone", "1x", alone[0]), ("Edge alone", f"{args.scale}x", alone[1])]
+            for what, label, r in table:
                 print(
                     f"{what:<10} {label:>4}: {r['chunks']:6d} chunks {r['tokens']:9d} tokens {rate(r):9.1f} tok/s  "
                     f"peak RSS {mib(r['peak_rss'])} (heap {mib(r['peak_anon'])}, mapped files {mib(r['peak_file'])})"
