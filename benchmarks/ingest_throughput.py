@@ -22,10 +22,14 @@ each measured in its own process (peak RSS per phase):
 ``--scale N`` runs only (b), at 1x and Nx the corpus, and compares their peak memory (``--tiny``: with the
 tiny test model widened to BGE-M3's 1024-d ColBERT output, so that whatever the run keeps per token
 shows, at a fraction of the model time). The Nx corpus is N
-copies of the 1x corpus's document lengths (other sentences), and the 1x corpus has at least two chunks
-of 2048-8000 tokens, so that both reach the same largest batch (two long chunks, up to
-``--max-batch-tokens`` padded tokens): peak memory then shows what grows with the corpus, not a bigger
-batch shape.
+copies of the 1x corpus's document lengths (other sentences), and its long chunks come two to a
+document, each longer than a third of ``--max-batch-tokens`` (5,462-8,000 tokens by default), so
+that each copy runs its two in one batch and no batch holds three: both corpora reach the same
+largest batch, whatever the threads' timing: peak memory
+then shows what grows with the corpus, not a bigger batch shape. Peak RSS is the kernel's high-water
+mark; the heap (anonymous RSS) and mapped files (file-backed RSS: libraries and Edge's mmapped vectors)
+are printed apart, with the same points written into Qdrant Edge alone (no model) at 1x and Nx: the
+memory any user of the engine pays for the data.
 """
 
 from __future__ import annotations
@@ -94,66 +98,98 @@ def corpus_sentences() -> list[str]:
     return lines
 
 
-def build_corpus(target: Path, model: Path, docs: int, scale: int = 1) -> None:
-    """``docs * scale`` text files whose token counts follow SHAPES (deterministic)."""
+def build_corpus(target: Path, model: Path, docs: int, scale: int = 1, pair_for: int | None = None) -> None:
+    """``docs * scale`` text files whose token counts follow SHAPES (deterministic).
+
+    ``pair_for``: a batch budget (padded tokens). The long chunks come two to a document (the chunker cuts
+    between the two parts), so that the feed queues them together and the model runs them in one batch
+    whatever the threads' timing; and each is longer than a third of the budget, so that no batch holds
+    three (two copies' long chunks meeting in one window would otherwise make a larger batch than any
+    of the 1x corpus): every copy reaches the same largest batch.
+    """
     from indexer.encoder import M3Tokenizer
 
     tok = M3Tokenizer(model)
     sentences = corpus_sentences()
     target.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
+
+    def text_of(goal: int) -> str:
+        text: list[str] = []
+        tokens = 2
+        while True:
+            s = rng.choice(sentences)
+            cost = len(tok(s, add_special_tokens=False)["input_ids"]) + 1
+            if tokens + cost > goal:
+                if not text:  # not even one sentence: another one (an empty file would fail the run)
+                    continue
+                return "\n".join(text)
+            text.append(s)
+            tokens += cost
+
     n = 0
     for _ in range(scale):  # each copy: other sentences, the same lengths (the same batch shapes)
         lengths = random.Random(1)
         for share, low, high in SHAPES:
-            for _ in range(max(1 if high < 2048 else 2, round(docs * share))):  # two long ones: one full batch
-                goal = lengths.randint(low, high)
-                text: list[str] = []
-                tokens = 2
-                while True:
-                    s = rng.choice(sentences)
-                    cost = len(tok(s, add_special_tokens=False)["input_ids"]) + 1
-                    if tokens + cost > goal:
-                        break
-                    text.append(s)
-                    tokens += cost
-                (target / f"doc{n:05d}.txt").write_text("\n".join(text) + "\n", encoding="utf-8")
+            count = max(1 if high < 2048 else 2, round(docs * share))  # two long ones: one full batch
+            if pair_for is not None and high >= 2048:
+                floor = max(low, min(high, pair_for // 3 + 1))
+                parts = [[lengths.randint(floor, high) for _ in range(2)] for _ in range(count // 2)]
+                parts = [[a, max(b, CHUNK_SIZE + 104 - a)] for a, b in parts]  # too long to share one chunk
+            else:
+                parts = [[lengths.randint(low, high)] for _ in range(count)]
+            for goals in parts:
+                text = "\n\n".join(text_of(goal) for goal in goals)
+                (target / f"doc{n:05d}.txt").write_text(text + "\n", encoding="utf-8")
                 n += 1
 
 
-def settings_for(model: Path, store: Path, max_batch_tokens: int):  # -> Settings
+def settings_for(model: Path, store: Path, max_batch_tokens: int, mmap_threshold_kb: int | None = None):  # -> Settings
     from indexer.config import Settings
 
-    return Settings().replace(
+    settings = Settings().replace(
         model={"name": str(model), "device": "cpu", "max_batch_tokens": max_batch_tokens},
         chunking={"chunk_size": CHUNK_SIZE, "chunk_overlap": 0},
         qdrant={"engine": "edge", "path": str(store)},
         collection={"name": "bench"},
     )
+    if mmap_threshold_kb is not None:
+        settings = settings.replace(ingest={"malloc_mmap_threshold_kb": mmap_threshold_kb})
+    return settings
 
 
 # ---------------------------------------------------------------------------------------- phases (own process)
 
 
 class PeakMemory:
-    """Highest RSS and anonymous RSS (the heap, without mapped files), sampled every 50 ms."""
+    """Peak RSS (the kernel's high-water mark, VmHWM: exact, where sampling would miss a pass's spike), and
+    the highest anonymous RSS (the heap, without mapped files) and file-backed RSS (mapped files: libraries,
+    the engine's mmapped vectors), both sampled every 50 ms."""
 
     def __init__(self) -> None:
-        self.rss = self.anon = 0
+        self.rss = self.anon = self.file = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    @staticmethod
+    def _status() -> dict[str, int]:
+        fields = dict(ln.split(":", 1) for ln in Path("/proc/self/status").read_text().splitlines() if ":" in ln)
+        wanted = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+        return {k: int(fields.get(k, "0 kB").split()[0]) * 1024 for k in wanted}
+
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            fields = dict(ln.split(":", 1) for ln in Path("/proc/self/status").read_text().splitlines() if ":" in ln)
-            self.rss = max(self.rss, int(fields["VmRSS"].split()[0]) * 1024)
-            self.anon = max(self.anon, int(fields.get("RssAnon", "0 kB").split()[0]) * 1024)
+            now = self._status()
+            self.rss = max(self.rss, now["VmRSS"])
+            self.anon = max(self.anon, now["RssAnon"])
+            self.file = max(self.file, now["RssFile"])
 
     def stop(self) -> dict[str, int]:
         self._stop.set()
         self._thread.join()
-        return {"peak_rss": self.rss, "peak_anon": self.anon}
+        hwm = self._status()["VmHWM"]
+        return {"peak_rss": max(self.rss, hwm), "peak_anon": self.anon, "peak_file": self.file}
 
 
 def load_chunks(corpus: Path, model: Path) -> list[str]:
@@ -192,7 +228,7 @@ def phase_ingest(args: argparse.Namespace) -> dict:
     from indexer.pipeline import ingest
     from indexer.store import open_store
 
-    settings = settings_for(args.model, args.store, args.max_batch_tokens)
+    settings = settings_for(args.model, args.store, args.max_batch_tokens, args.mmap_threshold_kb)
     mem = PeakMemory()
     started = time.perf_counter()
     encoder = BGEM3Encoder(settings.model, CHUNK_SIZE)
@@ -250,6 +286,43 @@ def phase_naive(args: argparse.Namespace) -> dict:
     seconds = time.perf_counter() - started
     store.close()
     return {"tokens": tokens, "chunks": chunks, "seconds": seconds, **mem.stop()}
+
+
+def phase_edge(args: argparse.Namespace) -> dict:
+    """Qdrant Edge alone, as any user of it: the points of the same chunks (random vectors, no model; as many
+    ColBERT rows as the encoder gives, pooled to Qdrant's cap), written in batches as the run writes them
+    (glibc's allocator left as it is)."""
+    import numpy as np
+
+    from indexer.chunking import Chunker
+    from indexer.encoder import M3Tokenizer, fit_multivector
+    from indexer.loaders import discover, load_file
+    from indexer.models import Embedding, EncodedChunk, SparseVec
+    from indexer.points import to_point
+    from indexer.schema import CollectionSpec
+    from indexer.store import open_store
+    from indexer.writer import Writer
+
+    settings = settings_for(args.model, args.store, args.max_batch_tokens)
+    chunker = Chunker(M3Tokenizer(args.model), CHUNK_SIZE, 0)
+    chunks = [c for f in discover([args.corpus], ("**/*",), ()) for c in chunker.split(load_file(f, None))]
+    spec = CollectionSpec.for_model(settings.collection, 1024, 1024, CHUNK_SIZE)  # the run's collection
+    store = open_store(settings.qdrant, settings.collection.name)
+    store.ensure_collection(spec)
+    rng = np.random.default_rng(0)
+    mem = PeakMemory()
+    started = time.perf_counter()
+    writer = Writer(store, settings.ingest.write_batch_points, settings.ingest.write_batch_bytes)
+    for c in chunks:
+        colbert = rng.standard_normal((c.token_count - 1, 1024), dtype=np.float32)
+        colbert = fit_multivector(colbert / np.linalg.norm(colbert, axis=1, keepdims=True))  # as the encoder does
+        dense = colbert[0].copy()
+        sparse = SparseVec(tuple(range(1000, 1000 + min(64, c.token_count))), (0.1,) * min(64, c.token_count))
+        writer.add(to_point(EncodedChunk(c, Embedding(dense, sparse, colbert)), spec))
+    writer.close()
+    store.close()
+    seconds = time.perf_counter() - started
+    return {"tokens": sum(c.token_count for c in chunks), "chunks": len(chunks), "seconds": seconds, **mem.stop()}
 
 
 def phase_stages(args: argparse.Namespace) -> dict:
@@ -316,16 +389,22 @@ def phase_stages(args: argparse.Namespace) -> dict:
     return out
 
 
-PHASES = {"plain": phase_plain, "ingest": phase_ingest, "naive": phase_naive, "stages": phase_stages}
+PHASES = {
+    "plain": phase_plain,
+    "ingest": phase_ingest,
+    "naive": phase_naive,
+    "stages": phase_stages,
+    "edge": phase_edge,
+}
 
 
 # ---------------------------------------------------------------------------------------- driver
 
 
-def run_phase(name: str, model: Path, corpus: Path, work: Path, max_batch_tokens: int) -> dict:
+def run_phase(name: str, model: Path, corpus: Path, work: Path, max_batch_tokens: int, *extra: str) -> dict:
     store = work / f"store-{name}-{corpus.name}"
     cmd = [sys.executable, __file__, "--phase", name, "--model", str(model), "--corpus", str(corpus)]
-    cmd += ["--store", str(store), "--max-batch-tokens", str(max_batch_tokens)]
+    cmd += ["--store", str(store), "--max-batch-tokens", str(max_batch_tokens), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if done.returncode:
         raise SystemExit(f"phase {name} failed:\n{done.stderr[-3000:]}")
@@ -345,6 +424,11 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=24, help="transformer layers (BGE-M3: 24)")
     ap.add_argument("--docs", type=int, default=200, help="documents (one chunk each)")
     ap.add_argument("--max-batch-tokens", type=int, default=16384)
+    ap.add_argument(
+        "--mmap-threshold-kb",
+        type=int,
+        help="(b)'s ingest.malloc_mmap_threshold_kb (0: glibc's sliding threshold; default: the configured one)",
+    )
     ap.add_argument(
         "--scale", type=int, default=0, help="only (b): peak memory at 1x and at this many times the corpus"
     )
@@ -374,25 +458,35 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         corpus = work / "corpus"
-        build_corpus(corpus, model, args.docs)
+        build_corpus(corpus, model, args.docs, pair_for=args.max_batch_tokens if args.scale else None)
         if args.scale:
             big = work / f"corpus-x{args.scale}"
-            build_corpus(big, model, args.docs, args.scale)
-            one, many = (run_phase("ingest", model, c, work, args.max_batch_tokens) for c in (corpus, big))
-            for label, r in (("1x", one), (f"{args.scale}x", many)):
+            build_corpus(big, model, args.docs, args.scale, pair_for=args.max_batch_tokens)
+            heap = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
+            kib = settings_for(model, work, args.max_batch_tokens, args.mmap_threshold_kb).ingest
+            print(f"ingest.malloc_mmap_threshold_kb = {kib.malloc_mmap_threshold_kb} (0: glibc's sliding threshold)")
+            one, many = (run_phase("ingest", model, c, work, args.max_batch_tokens, *heap) for c in (corpus, big))
+            alone = [run_phase("edge", model, c, work, args.max_batch_tokens) for c in (corpus, big)]
+            table = [("ingest", "1x", one), ("ingest", f"{args.scale}x", many)]
+            table += [("Edge alone", "1x", alone[0]), ("Edge alone", f"{args.scale}x", alone[1])]
+            for what, label, r in table:
                 print(
-                    f"ingest {label:>4}: {r['chunks']:6d} chunks {r['tokens']:9d} tokens {rate(r):8.1f} tok/s  "
-                    f"peak RSS {mib(r['peak_rss'])} (heap {mib(r['peak_anon'])})"
+                    f"{what:<10} {label:>4}: {r['chunks']:6d} chunks {r['tokens']:9d} tokens {rate(r):9.1f} tok/s  "
+                    f"peak RSS {mib(r['peak_rss'])} (heap {mib(r['peak_anon'])}, mapped files {mib(r['peak_file'])})"
                 )
             print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
             print(
                 f"peak RSS {args.scale}x / 1x: {many['peak_rss'] / one['peak_rss']:.2f}; "
-                f"heap {many['peak_anon'] / one['peak_anon']:.2f}"
+                f"heap {many['peak_anon'] / one['peak_anon']:.2f}; "
+                f"mapped files +{mib(many['peak_file'] - one['peak_file'])} "
+                f"(Edge alone: +{mib(alone[1]['peak_file'] - alone[0]['peak_file'])}, "
+                f"its peak RSS +{mib(alone[1]['peak_rss'] - alone[0]['peak_rss'])})"
             )
             return
         stages = run_phase("stages", model, corpus, work, args.max_batch_tokens)
         plain = run_phase("plain", model, corpus, work, args.max_batch_tokens)
-        ingest = run_phase("ingest", model, corpus, work, args.max_batch_tokens)
+        heap = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
+        ingest = run_phase("ingest", model, corpus, work, args.max_batch_tokens, *heap)
         naive = None if args.skip_naive else run_phase("naive", model, corpus, work, args.max_batch_tokens)
     print(
         f"corpus: {plain['chunks']} chunks, {plain['tokens']} tokens (30-8000 per chunk), "

@@ -197,6 +197,9 @@ class IngestSettings(_Section):
     # Overlapped stages (README: "Ingest: overlapped stages"); None picks per device (a GPU, or the CPU).
     prepare_workers: int | None = Field(None, ge=0, le=256)  # processes parsing and chunking; 0: one thread
     write_behind: bool | None = None  # writes run while the model encodes the next batch, not between batches
+    # glibc: blocks of at least this many KiB get their own mapping, given back when freed (indexer.heap);
+    # 0 leaves glibc's sliding threshold, under which the heap of a long run grows with the corpus.
+    malloc_mmap_threshold_kb: int = Field(128, ge=0, le=32 * 1024)
 
 
 class ServiceSettings(_Section):

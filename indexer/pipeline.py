@@ -9,7 +9,8 @@ Three threads, so that the model never waits for the CPU when there is work (``i
   writes: points, then, per document once every chunk of it is *acknowledged* by the store, the
   document-version switch and cleanup (``versions.complete_many``), through one ordered, fenced writer.
 
-Memory is bounded by the token queue, the write lag and one write batch, not by the corpus. Runs are
+Memory is bounded by the token queue, the write lag and one write batch, not by the corpus (and glibc's heap
+by a fixed mmap threshold, ``indexer.heap``). Runs are
 incremental and crash-safe: an unchanged document is skipped before it is parsed, and a changed one goes
 through the document-version protocol (``indexer.versions``), so that a run killed at any moment is
 repaired by the next one. Runs may share a collection: a run changes a document only under its lease
@@ -37,6 +38,7 @@ from indexer.encoder import BATCHES_PER_CALL, Encoder
 from indexer.encoder.m3 import WINDOW_BATCHES
 from indexer.errors import StoreError
 from indexer.faults import crash_point
+from indexer.heap import pin_mmap_threshold
 from indexer.leases import Leases, LeaseTimings, Owner
 from indexer.loaders import load_bytes
 from indexer.models import Document, Embedding, EncodedChunk
@@ -71,6 +73,7 @@ class _Run(Documents):
         metadata: dict[str, Any] | None = None,
         fail_fast: bool = False,
     ) -> None:
+        pin_mmap_threshold(settings.ingest.malloc_mmap_threshold_kb)  # the heap must not grow with the corpus
         # The lease renewal thread calls the store too: one lock for both (shared if the caller has one).
         self.store = store if isinstance(store, SerializedStore) else SerializedStore(store)
         self.settings, self.encoder, self.report = settings, encoder, report
@@ -168,6 +171,7 @@ class _Run(Documents):
                     raise payload
                 else:
                     self._handle(kind, payload, stop)
+                payload = None  # written: its vectors must not live on while this thread waits for the next
                 if messages.empty():
                     self._idle(gate)
             self._idle(gate)

@@ -222,9 +222,10 @@ class ModelStage:
                         break
                     seconds = time.perf_counter() - started
                     self.stats.encode_seconds += seconds
-                    for work, _ in batch:
-                        del taken[id(work)]
+                    for key in [id(work) for work, _ in batch]:
+                        del taken[key]
                     self._hand_over(batch, seconds)
+                    batch = None  # the writer's now: the vectors must not live on through the next pass
             except EncodingError as e:
                 self.deliver(("failed", (list(taken.values()), str(e))))
 

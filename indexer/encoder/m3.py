@@ -228,3 +228,4 @@ class BGEM3Encoder:
                 else (key, e)
                 for key, e in results
             ]
+            del results  # the caller owns the pass's vectors now: not kept alive through the next pass
