@@ -213,8 +213,8 @@ class ServiceSettings(_Section):
     max_batch_queries: int = Field(64, ge=1, le=1024)  # per POST /search/batch
     encode_batch: int = Field(32, ge=1, le=1024)  # concurrent queries encoded in one model call
     # Uploads encode in slices of at most this many tokens (a longer chunk is a slice alone), one model call
-    # at a time with the queries, queries first: a search waits for at most one slice, and while searches
-    # wait, uploads get at most upload_share of the model's time (retriever.scheduler).
+    # at a time with the queries, queries first: a slice pauses between layers while a search waits, and
+    # while searches keep coming, uploads get at most upload_share of the model's time (retriever.scheduler).
     upload_slice_tokens: int = Field(512, ge=1, le=1 << 20)
     upload_share: float = Field(0.25, gt=0, le=1)
     # Embedded store: uploads are durable against a crash of the service at once (the engine's WAL) and

@@ -284,7 +284,7 @@ class _Run(Documents):
             self.refresh_touched()
         if self.report.stopped is not None:
             self.unreached()
-        if self.report.stopped is None:
+        else:
             self.retry_deferred()
             known = [r for r in self.known.values() if self.share is None or self.share.holds(r.doc_id)]
             for root, present in prune_roots.items():

@@ -222,7 +222,7 @@ class ModelStage:
                         break
                     seconds = time.perf_counter() - started
                     self.stats.encode_seconds += seconds
-                    for key in [id(work) for work, _ in batch]:
+                    for key in [id(work) for work, _ in batch]:  # no loop variable keeps the last item alive
                         del taken[key]
                     self._hand_over(batch, seconds)
                     batch = None  # the writer's now: the vectors must not live on through the next pass

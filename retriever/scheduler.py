@@ -51,7 +51,7 @@ class EncoderScheduler:
         self.slice_due = 0.0  # from then on a waiting slice goes before waiting queries
         self.quiet_at = 0.0  # searches are quiet from then on if no query call comes meanwhile
         self.began = 0.0  # when the running part of a slice took the model
-        self.pauses = 0  # times a slice paused for queries (tests, metrics)
+        self.pauses = 0  # times a slice paused for queries (tests)
         self.on_wait: Callable[[str, float], None] | None = None  # (kind, seconds waited): metrics
 
     @contextlib.contextmanager
