@@ -11,7 +11,9 @@ The corpus: documents of English and Russian sentences (samples/ and the tiny mo
 chunk each (chunk_size 8192): most of 30-512 tokens, some of 512-1024, some of 2048-8192. Printed,
 each measured in its own process (peak RSS per phase):
 
-  (a) plain transformers forward over the same chunk texts, length-sorted token-budget batches;
+  (a) plain transformers forward over the same chunk texts, length-sorted token-budget batches, with
+      torch's defaults (4 KiB pages), and (a') the same with torch's CPU tensors on transparent huge pages,
+      as ``model.huge_pages`` (default on) gives (b): b/a' is ingest against the same forward;
   (b) ``indexer.pipeline.ingest`` end to end into Qdrant Edge (weights loaded beforehand, timed apart);
   (c) the naive loop: per document, FlagEmbedding ``encode()`` then upsert;
   ratios b/a and b/c, and per-stage tokens/s per CPU core (loading, chunking, tokenizing, the
@@ -38,6 +40,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -164,13 +167,19 @@ def settings_for(model: Path, store: Path, max_batch_tokens: int, mmap_threshold
 class PeakMemory:
     """Peak RSS (the kernel's high-water mark, VmHWM: exact, where sampling would miss a pass's spike), and
     the highest anonymous RSS (the heap, without mapped files) and file-backed RSS (mapped files: libraries,
-    the engine's mmapped vectors), both sampled every 50 ms."""
+    the engine's mmapped vectors), both sampled every 50 ms; and the process's page faults and CPU time
+    (user and kernel) meanwhile."""
 
     def __init__(self) -> None:
         self.rss = self.anon = self.file = 0
+        self._usage = resource.getrusage(resource.RUSAGE_SELF)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def count_from_here(self) -> None:
+        """Page faults and CPU time from now on (after the weights load), peak memory from the start."""
+        self._usage = resource.getrusage(resource.RUSAGE_SELF)
 
     @staticmethod
     def _status() -> dict[str, int]:
@@ -189,7 +198,10 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         hwm = self._status()["VmHWM"]
-        return {"peak_rss": max(self.rss, hwm), "peak_anon": self.anon, "peak_file": self.file}
+        now, then = resource.getrusage(resource.RUSAGE_SELF), self._usage
+        cpu = {"faults": now.ru_minflt - then.ru_minflt, "user_s": now.ru_utime - then.ru_utime}
+        cpu |= {"sys_s": now.ru_stime - then.ru_stime}
+        return {"peak_rss": max(self.rss, hwm), "peak_anon": self.anon, "peak_file": self.file, **cpu}
 
 
 def load_chunks(corpus: Path, model: Path) -> list[str]:
@@ -202,6 +214,10 @@ def load_chunks(corpus: Path, model: Path) -> list[str]:
 
 
 def phase_plain(args: argparse.Namespace) -> dict:
+    if args.huge_pages:
+        from indexer.heap import ask_huge_pages
+
+        ask_huge_pages()  # before torch's first CPU allocation, as BGEM3Encoder.load does
     import torch
 
     from indexer.encoder import M3Tokenizer, plan_batches
@@ -234,6 +250,7 @@ def phase_ingest(args: argparse.Namespace) -> dict:
     encoder = BGEM3Encoder(settings.model, CHUNK_SIZE)
     encoder.load()
     load_s = time.perf_counter() - started
+    mem.count_from_here()
     store = open_store(settings.qdrant, settings.collection.name)
     try:
         report = ingest([args.corpus], settings, encoder, store, progress=False)
@@ -437,6 +454,7 @@ def main() -> None:
         "--tiny", action="store_true", help="the tiny test model with 1024-d ColBERT (a cheap --scale memory check)"
     )
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
+    ap.add_argument("--huge-pages", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--store", type=Path, help=argparse.SUPPRESS)
@@ -485,6 +503,7 @@ def main() -> None:
             return
         stages = run_phase("stages", model, corpus, work, args.max_batch_tokens)
         plain = run_phase("plain", model, corpus, work, args.max_batch_tokens)
+        huge = run_phase("plain", model, corpus, work, args.max_batch_tokens, "--huge-pages")
         heap = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
         ingest = run_phase("ingest", model, corpus, work, args.max_batch_tokens, *heap)
         naive = None if args.skip_naive else run_phase("naive", model, corpus, work, args.max_batch_tokens)
@@ -493,16 +512,23 @@ def main() -> None:
         f"batches of at most {args.max_batch_tokens} padded tokens"
     )
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    rows = [("(a) plain transformers forward", plain), ("(b) indexer ingest, end to end", ingest)]
+    rows = [("(a) plain transformers forward", plain), ("(a') the same on huge pages", huge)]
+    rows += [("(b) indexer ingest, end to end", ingest)]
     rows += [("(c) naive per-document encode()+upsert", naive)] if naive else []
     for label, r in rows:
-        print(f"{label:<40} {rate(r):9.1f} tok/s  {r['seconds']:7.1f} s  peak RSS {mib(r['peak_rss'])}")
+        print(
+            f"{label:<40} {rate(r):9.1f} tok/s  {r['seconds']:7.1f} s  peak RSS {mib(r['peak_rss'])}  "
+            f"CPU {r['user_s']:.0f} s user + {r['sys_s']:.0f} s kernel, {r['faults'] / 1e6:.2f} M page faults"
+        )
     print(f"weights load before (b): {ingest['load_s']:.1f} s")
     print(
         f"(b) the model: {ingest['encode_s']:.1f} s encoding, waited {ingest['input_wait_s']:.1f} s for input "
         f"(the CPU stages) and {ingest['write_wait_s']:.1f} s for writes"
     )
-    print(f"b/a = {rate(ingest) / rate(plain):.3f}" + (f"   b/c = {rate(ingest) / rate(naive):.3f}" if naive else ""))
+    print(
+        f"b/a = {rate(ingest) / rate(plain):.3f}   b/a' = {rate(ingest) / rate(huge):.3f}   "
+        f"a'/a = {rate(huge) / rate(plain):.3f}" + (f"   b/c = {rate(ingest) / rate(naive):.3f}" if naive else "")
+    )
     print("per-stage tokens/s per CPU core (one thread each):")
     for name in ("loading", "chunking", "tokenizing"):
         print(f"  {name:<22} {stages['tokens'] / max(stages[name], 1e-9):12,.0f}")

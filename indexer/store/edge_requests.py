@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from indexer import conditions as nc
 from indexer import requests as rq
 from indexer.errors import QueryError
@@ -242,9 +244,20 @@ def edge_point(p: PointRecord) -> Any:
 
     vector: dict[str, Any] = {}
     if p.dense is not None:
-        vector[DENSE] = p.dense
+        vector[DENSE] = np.ascontiguousarray(p.dense, dtype=np.float32).data
     if p.sparse is not None:
         vector[SPARSE] = qe.SparseVector(list(p.sparse.indices), list(p.sparse.values))
     if p.colbert is not None:
-        vector[COLBERT] = p.colbert
+        vector[COLBERT] = edge_rows(p.colbert)
     return qe.Point(p.id, vector, p.payload)
+
+
+def edge_rows(matrix: np.ndarray) -> list[memoryview]:
+    """A multivector as Edge reads it fastest: one float32 memoryview per row.
+
+    Edge's binding reads a vector float by float, as a sequence. Items of a memoryview are plain Python
+    floats, made in about 20 ns each here; an array's items are numpy scalars, and nested lists must be made
+    first, both about 60-80 ns a float. A 1,024-token chunk's ColBERT matrix (1M floats) thus takes about 20
+    ms instead of 70, on the model's cores (README, "Throughput"). uint8 codes widen to float32 exactly.
+    """
+    return [row.data for row in np.ascontiguousarray(matrix, dtype=np.float32)]
