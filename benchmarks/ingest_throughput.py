@@ -11,15 +11,16 @@ The corpus: documents of English and Russian sentences (samples/ and the tiny mo
 chunk each (chunk_size 8192): most of 30-512 tokens, some of 512-1024, some of 2048-8192. Printed,
 each measured in its own process (peak RSS per phase):
 
-  (a) plain transformers forward over the same chunk texts, length-sorted token-budget batches, with
-      torch's defaults (4 KiB pages), and (a') the same with torch's CPU tensors on transparent huge pages,
-      as ``model.huge_pages`` (default on) gives (b): b/a' is ingest against the same forward;
+  (a) plain transformers forward over the same chunk texts, length-sorted token-budget batches;
   (b) ``indexer.pipeline.ingest`` end to end into Qdrant Edge (weights loaded beforehand, timed apart);
   (c) the naive loop: per document, FlagEmbedding ``encode()`` then upsert;
   ratios b/a and b/c, and per-stage tokens/s per CPU core (loading, chunking, tokenizing, the
   sparse/ColBERT heads and their conversion to records, building points and writing).
 
-    .venv/bin/python benchmarks/ingest_throughput.py --layers 4 [--docs 200] [--scale 10] [--skip-naive]
+    .venv/bin/python benchmarks/ingest_throughput.py --layers 4 [--docs 200] [--scale 10] [--skip-naive] [--rounds 3]
+
+``--rounds N`` runs (a) and (b) N times, each round in another order, and sums them: on a shared
+machine whose speed drifts by several per cent between phases minutes apart, that is what makes b/a readable.
 
 ``--scale N`` runs only (b), at 1x and Nx the corpus, and compares their peak memory (``--tiny``: with the
 tiny test model widened to BGE-M3's 1024-d ColBERT output, so that whatever the run keeps per token
@@ -214,10 +215,6 @@ def load_chunks(corpus: Path, model: Path) -> list[str]:
 
 
 def phase_plain(args: argparse.Namespace) -> dict:
-    if args.huge_pages:
-        from indexer.heap import ask_huge_pages
-
-        ask_huge_pages()  # before torch's first CPU allocation, as BGEM3Encoder.load does
     import torch
 
     from indexer.encoder import M3Tokenizer, plan_batches
@@ -418,14 +415,25 @@ PHASES = {
 # ---------------------------------------------------------------------------------------- driver
 
 
-def run_phase(name: str, model: Path, corpus: Path, work: Path, max_batch_tokens: int, *extra: str) -> dict:
-    store = work / f"store-{name}-{corpus.name}"
+def run_phase(
+    name: str, model: Path, corpus: Path, work: Path, max_batch_tokens: int, *extra: str, tag: str = ""
+) -> dict:
+    store = work / f"store-{name}-{corpus.name}{tag}"  # a new tag: a new store (an ingest into it encodes all)
     cmd = [sys.executable, __file__, "--phase", name, "--model", str(model), "--corpus", str(corpus)]
     cmd += ["--store", str(store), "--max-batch-tokens", str(max_batch_tokens), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if done.returncode:
         raise SystemExit(f"phase {name} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def combined(runs: list[dict]) -> dict:
+    """Several runs of one phase as one: times, tokens and CPU summed, peaks the highest."""
+    out = dict(runs[0])
+    for r in runs[1:]:
+        for k, v in r.items():
+            out[k] = max(out[k], v) if k.startswith("peak") else out[k] + v
+    return out
 
 
 def rate(r: dict) -> float:
@@ -450,11 +458,11 @@ def main() -> None:
         "--scale", type=int, default=0, help="only (b): peak memory at 1x and at this many times the corpus"
     )
     ap.add_argument("--skip-naive", action="store_true", help="leave out (c), the slowest")
+    ap.add_argument("--rounds", type=int, default=1, help="run (a) and (b) this many times, interleaved, and sum them")
     ap.add_argument(
         "--tiny", action="store_true", help="the tiny test model with 1024-d ColBERT (a cheap --scale memory check)"
     )
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
-    ap.add_argument("--huge-pages", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--store", type=Path, help=argparse.SUPPRESS)
@@ -502,33 +510,39 @@ def main() -> None:
             )
             return
         stages = run_phase("stages", model, corpus, work, args.max_batch_tokens)
-        plain = run_phase("plain", model, corpus, work, args.max_batch_tokens)
-        huge = run_phase("plain", model, corpus, work, args.max_batch_tokens, "--huge-pages")
         heap = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
-        ingest = run_phase("ingest", model, corpus, work, args.max_batch_tokens, *heap)
+        phases = {"a": ("plain",), "b": ("ingest", *heap)}
+        runs: dict[str, list[dict]] = {k: [] for k in phases}
+        for n in range(args.rounds):  # each round in another order, so that the machine's drift evens out
+            for key in list(phases)[n % 2 :] + list(phases)[: n % 2]:
+                runs[key].append(
+                    run_phase(
+                        *phases[key][:1], model, corpus, work, args.max_batch_tokens, *phases[key][1:], tag=f"-{n}"
+                    )
+                )
+        plain, ingest = (combined(runs[k]) for k in phases)
         naive = None if args.skip_naive else run_phase("naive", model, corpus, work, args.max_batch_tokens)
     print(
-        f"corpus: {plain['chunks']} chunks, {plain['tokens']} tokens (30-8000 per chunk), "
+        f"corpus: {runs['a'][0]['chunks']} chunks, {runs['a'][0]['tokens']} tokens (30-8000 per chunk), "
         f"batches of at most {args.max_batch_tokens} padded tokens"
     )
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    rows = [("(a) plain transformers forward", plain), ("(a') the same on huge pages", huge)]
-    rows += [("(b) indexer ingest, end to end", ingest)]
+    rows = [("(a) plain transformers forward", plain), ("(b) indexer ingest, end to end", ingest)]
     rows += [("(c) naive per-document encode()+upsert", naive)] if naive else []
     for label, r in rows:
         print(
             f"{label:<40} {rate(r):9.1f} tok/s  {r['seconds']:7.1f} s  peak RSS {mib(r['peak_rss'])}  "
             f"CPU {r['user_s']:.0f} s user + {r['sys_s']:.0f} s kernel, {r['faults'] / 1e6:.2f} M page faults"
         )
-    print(f"weights load before (b): {ingest['load_s']:.1f} s")
+    print(f"weights load before (b): {ingest['load_s'] / args.rounds:.1f} s")
     print(
         f"(b) the model: {ingest['encode_s']:.1f} s encoding, waited {ingest['input_wait_s']:.1f} s for input "
         f"(the CPU stages) and {ingest['write_wait_s']:.1f} s for writes"
     )
-    print(
-        f"b/a = {rate(ingest) / rate(plain):.3f}   b/a' = {rate(ingest) / rate(huge):.3f}   "
-        f"a'/a = {rate(huge) / rate(plain):.3f}" + (f"   b/c = {rate(ingest) / rate(naive):.3f}" if naive else "")
-    )
+    if args.rounds > 1:
+        each = [f"{rate(b) / rate(a):.3f}" for a, b in zip(runs["a"], runs["b"], strict=True)]
+        print(f"{args.rounds} rounds (the rows above: their sums); b/a of each round: {'  '.join(each)}")
+    print(f"b/a = {rate(ingest) / rate(plain):.3f}" + (f"   b/c = {rate(ingest) / rate(naive):.3f}" if naive else ""))
     print("per-stage tokens/s per CPU core (one thread each):")
     for name in ("loading", "chunking", "tokenizing"):
         print(f"  {name:<22} {stages['tokens'] / max(stages[name], 1e-9):12,.0f}")

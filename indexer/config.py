@@ -51,7 +51,6 @@ class ModelSettings(_Section):
     batch_size: int = Field(16, ge=1, le=4096)  # chunks per encoder call: x8 (the pipeline's group)
     pooling: Literal["auto", "cls", "mean"] = "auto"  # auto: read the model's own pooling config
     query_max_length: int = Field(512, ge=8, le=MAX_MODEL_TOKENS)
-    huge_pages: bool = True  # CPU tensors of 2 MiB and up on Linux's transparent huge pages (indexer/heap.py)
 
     @field_validator("device")
     @classmethod

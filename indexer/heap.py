@@ -1,5 +1,4 @@
-"""The C heap of an ingest process: glibc's allocator told to hand large blocks back to the system, and torch's
-large CPU tensors put on transparent huge pages.
+"""The C heap of an ingest process: glibc's allocator told to hand large blocks back to the system.
 
 glibc serves a request of at least its mmap threshold (128 KiB at start) with a mapping of its own, unmapped
 when freed; but each such free raises the threshold to the freed block's size (up to 32 MiB), and from then
@@ -10,24 +9,14 @@ it), so its arenas kept growing with the corpus although what was in use did not
 the arenas held about 200 MiB more free memory than at 1x, with the same memory in use (README, "Peak memory
 at 10x the corpus"). A fixed threshold (``ingest.malloc_mmap_threshold_kb``) keeps large blocks out of the
 arenas; elsewhere than on glibc this does nothing.
-
-Each of those mapped blocks is new memory that the kernel faults in page by page. torch allocates one for every
-large activation of a forward pass (at BGE-M3's width, batches of 16,384 tokens make tensors of 64 MiB and more,
-beyond glibc's largest threshold whatever it is set to), and the plain forward on this project's 2-core CPU spent
-about 10 % of its CPU time in the kernel faulting in 4 KiB pages. torch can ask Linux for transparent huge pages
-for CPU tensors of 2 MiB and up (``THP_MEM_ALLOC_ENABLE``, read once, at torch's first CPU allocation):
-``model.huge_pages`` sets it before the weights load, which cut the page faults 20-fold and the forward's time by
-about 4 % (README, "Throughput").
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import sys
 import threading
-from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -58,23 +47,3 @@ def pin_mmap_threshold(kib: int) -> bool:
             return False
         _pinned = kib
         return True
-
-
-TORCH_HUGE_PAGES = "THP_MEM_ALLOC_ENABLE"
-
-
-def ask_huge_pages() -> bool:
-    """Have torch put CPU tensors of 2 MiB and up on transparent huge pages; True if Linux offers them.
-
-    Takes effect only if torch has not allocated CPU memory yet in this process (torch reads the variable once);
-    a value the user set in the environment is left as it is. Linux's ``transparent_hugepage`` setting must be
-    ``madvise`` or ``always``; with ``never`` nothing changes.
-    """
-    try:
-        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text(encoding="ascii")
-    except OSError:  # not Linux, or no THP in this kernel
-        return False
-    if "[never]" in mode:
-        return False
-    os.environ.setdefault(TORCH_HUGE_PAGES, "1")
-    return os.environ[TORCH_HUGE_PAGES] == "1"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 import sys
@@ -75,51 +74,3 @@ def test_an_ingest_run_pins_the_configured_threshold(tiny_model_dir: Path, encod
         store.close()
     assert report.chunks == 1
     assert heap._pinned == settings.ingest.malloc_mmap_threshold_kb == 128
-
-
-# In a fresh process (torch reads THP_MEM_ALLOC_ENABLE at its first CPU allocation): load the encoder with
-# model.huge_pages set as given, encode a passage, then allocate a 64 MiB tensor and report the process's
-# anonymous memory on transparent huge pages.
-HUGE_PAGES_PROBE = textwrap.dedent(
-    """
-    import sys
-    from indexer.encoder import BGEM3Encoder
-    from tests.helpers import make_settings
-
-    settings = make_settings(sys.argv[1], ":memory:", model={"huge_pages": sys.argv[2] == "on"})
-    encoder = BGEM3Encoder(settings.model, max_length=64)
-    [e] = encoder.encode_passages(["A sentence about memory."])
-    import torch
-    block = torch.ones(64 << 18)  # 64 MiB, every page touched
-    lines = open("/proc/self/smaps").read().splitlines()
-    print(sum(int(line.split()[1]) for line in lines if line.startswith("AnonHugePages:")), e.dense.shape[0])
-    """
-)
-
-
-def _thp_mode() -> str:
-    try:
-        return Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().split("[")[1].split("]")[0]
-    except (OSError, IndexError):
-        return "absent"
-
-
-@pytest.mark.skipif(_thp_mode() not in ("madvise", "always"), reason="Linux transparent huge pages not offered")
-def test_model_huge_pages_puts_large_cpu_tensors_on_huge_pages(tiny_model_dir: Path) -> None:
-    def huge_kib(setting: str) -> int:
-        env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-        cmd = [sys.executable, "-c", HUGE_PAGES_PROBE, str(tiny_model_dir), setting]
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, check=True).stdout.split()
-        return int(out[0])
-
-    assert huge_kib("on") >= 32 << 10  # at least half of the 64 MiB block on 2 MiB pages
-    if _thp_mode() == "madvise":  # the control: without torch's madvise the kernel gives 4 KiB pages
-        assert huge_kib("off") == 0
-
-
-def test_a_users_own_setting_of_torchs_variable_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    from indexer.heap import TORCH_HUGE_PAGES, ask_huge_pages
-
-    monkeypatch.setenv(TORCH_HUGE_PAGES, "0")
-    assert ask_huge_pages() is False
-    assert os.environ[TORCH_HUGE_PAGES] == "0"

@@ -15,7 +15,6 @@ from typing import Any, Protocol, TypeVar
 
 from indexer.config import ModelSettings
 from indexer.errors import EncodingError, IndexerError, ModelLoadError, QueryError
-from indexer.heap import ask_huge_pages
 from indexer.models import Embedding
 
 from .folder import detect_pooling, model_error, model_fingerprint, read_model_info, resolve_model_dir
@@ -100,8 +99,6 @@ class BGEM3Encoder:
             if self._replicas is not None:
                 return
             started = time.perf_counter()
-            if self.settings.huge_pages:
-                ask_huge_pages()  # before torch's first CPU allocation, which reads it
             try:
                 from .forward import load_replicas
 
