@@ -192,8 +192,8 @@ class Replica:
             m = mask.unsqueeze(-1).float()
             dense = (hidden.float() * m).sum(1) / m.sum(1)
         parts = [F.normalize(dense, dim=-1).flatten()]
-        if colbert:  # CLS dropped, padding rows dropped (right padding: each input's rows stay in order)
-            vecs = self.colbert_linear(hidden[:, 1:])[mask[:, 1:]]
+        if colbert:  # CLS and padding dropped before the head (right padding: each input's rows stay in order)
+            vecs = self.colbert_linear(hidden[:, 1:][mask[:, 1:]])
             parts.append(F.normalize(vecs.float(), dim=-1).flatten())
         # Lexical weights: relu(sparse_linear(h)) per token, max per token id, unused ids and w <= 0 dropped.
         weights = torch.relu(self.sparse_linear(hidden)).squeeze(-1).float()
