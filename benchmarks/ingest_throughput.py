@@ -511,16 +511,13 @@ def main() -> None:
             return
         stages = run_phase("stages", model, corpus, work, args.max_batch_tokens)
         heap = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
-        phases = {"a": ("plain",), "b": ("ingest", *heap)}
-        runs: dict[str, list[dict]] = {k: [] for k in phases}
-        for n in range(args.rounds):  # each round in another order, so that the machine's drift evens out
-            for key in list(phases)[n % 2 :] + list(phases)[: n % 2]:
-                runs[key].append(
-                    run_phase(
-                        *phases[key][:1], model, corpus, work, args.max_batch_tokens, *phases[key][1:], tag=f"-{n}"
-                    )
-                )
-        plain, ingest = (combined(runs[k]) for k in phases)
+        phases = {"a": ("plain", []), "b": ("ingest", heap)}
+        runs: dict[str, list[dict]] = {"a": [], "b": []}
+        for n in range(args.rounds):  # each round in the other order, so that the machine's drift evens out
+            for key in ("a", "b") if n % 2 == 0 else ("b", "a"):
+                name, extra = phases[key]
+                runs[key].append(run_phase(name, model, corpus, work, args.max_batch_tokens, *extra, tag=f"-{n}"))
+        plain, ingest = combined(runs["a"]), combined(runs["b"])
         naive = None if args.skip_naive else run_phase("naive", model, corpus, work, args.max_batch_tokens)
     print(
         f"corpus: {runs['a'][0]['chunks']} chunks, {runs['a'][0]['tokens']} tokens (30-8000 per chunk), "
