@@ -150,10 +150,11 @@ class _Run(Documents):
         messages = inbox()
         stop = threading.Event()
 
-        def plan_model() -> None:  # in the model thread, before its first pass
+        def plan_model() -> int:  # in the model thread, before its first pass: the first window's tokens
             _, behind, devices = self._plan()
             queue.max_tokens = size * devices
             gate.lag = WRITE_LAG_BATCHES * batch_tokens * devices if behind else 0
+            return WINDOW_BATCHES * batch_tokens * devices if self.streaming else 0
 
         model = ModelStage(
             self.encoder, queue, gate, messages.put, stream=self.streaming, group=group, prepare=plan_model

@@ -158,7 +158,14 @@ class ModelStage:
     sorted by length in windows across documents; else it is called with texts, ``group`` chunks at a time
     (``encode_passages``, the ``Encoder`` protocol). Each pass's results go to ``deliver`` as
     ``("encoded", (pairs, seconds))``; an encoding error as ``("failed", (works, message))``.
-    ``prepare`` runs once before the first pass (e.g. deciding the write lag, which may need the device)."""
+    ``prepare`` runs once before the first pass (e.g. deciding the write lag, which may need the device) and
+    returns how many tokens the run's first window waits for (0: none).
+
+    Later windows take what the queue holds when they start, so the model never waits while there is work.
+    The first one waits to fill (``prepare``'s tokens, or the end of the input): the model starts while the
+    feed is still chunking the first documents, and windows taken from a queue that briefly ran dry there
+    sort a few chunks at a time. Measured on 201 chunks, that padded the run's passes 4.4 % above the
+    length-sorted plan (a first pass of one chunk, then two windows of one pass each)."""
 
     def __init__(
         self,
@@ -169,13 +176,14 @@ class ModelStage:
         *,
         stream: bool,
         group: int,
-        prepare: Callable[[], None] = lambda: None,
+        prepare: Callable[[], int] = lambda: 0,
     ) -> None:
         self.encoder, self.inputs, self.gate, self.deliver = encoder, inputs, gate, deliver
         self.stream, self.group, self._prepare = stream, group, prepare
         self.stats = ModelStats()
         self._started = False
-        self._fill = 0.0
+        self._fill = 0.0  # seconds waited for input before the first pass (the pipeline filling)
+        self._filling = 0  # tokens the first window still waits for
         self.thread = threading.Thread(target=self._main, name="ingest-model", daemon=True)
 
     def start(self) -> None:
@@ -202,7 +210,7 @@ class ModelStage:
         if work is not None and not self._started:
             self._started = True
             self._fill = self.inputs.waited
-            self._prepare()
+            self._filling = self._prepare()
             if self.stream and hasattr(self.encoder, "load"):
                 started = time.perf_counter()
                 self.encoder.load()
@@ -216,11 +224,11 @@ class ModelStage:
             try:
                 while True:
                     self.gate.wait()
-                    started = time.perf_counter()
-                    batch = next(passes, None)
+                    started, waited = time.perf_counter(), self.inputs.waited
+                    batch = next(passes, None)  # may wait for input (the first window filling)
                     if batch is None:
                         break
-                    seconds = time.perf_counter() - started
+                    seconds = time.perf_counter() - started - (self.inputs.waited - waited)
                     self.stats.encode_seconds += seconds
                     for key in [id(work) for work, _ in batch]:  # no loop variable keeps the last item alive
                         del taken[key]
@@ -230,12 +238,19 @@ class ModelStage:
                 self.deliver(("failed", (list(taken.values()), str(e))))
 
     def _drain(self, work: Work | None, taken: dict[int, Work]) -> Iterator[tuple[Work, Any]]:
-        """``work``, then what the queue holds now; when it runs dry, the encoder's window is encoded."""
+        """``work``, then what the queue holds now; when it runs dry, the encoder's window is encoded (the
+        first window: once it holds the tokens ``prepare`` asked for, or the input ends)."""
         while work is not None:
             taken[id(work)] = work
             assert work.chunk.token_ids is not None
             yield work, work.chunk.token_ids
-            work = self.inputs.get_nowait()
+            if self._filling > 0:
+                self._filling -= len(work.chunk.token_ids)
+                work = self.inputs.get() if self._filling > 0 else self.inputs.get_nowait()
+                if self._filling <= 0 or work is None:
+                    self._filling, self._fill = 0, self.inputs.waited
+            else:
+                work = self.inputs.get_nowait()
 
     def _groups(self) -> None:
         while (first := self._first()) is not None:

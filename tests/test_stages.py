@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.encoder import BGEM3Encoder
+from indexer.encoder import BGEM3Encoder, plan_batches
+from indexer.encoder import forward as forward_module
+from indexer.models import Chunk
 from indexer.pipeline import ingest
 from indexer.records import chunks_filter
-from indexer.stages import TokenQueue
+from indexer.stages import ModelStage, TokenQueue, Work, WriteGate, inbox
 from indexer.store import open_store
 from tests.helpers import REPO, SAMPLES, make_settings
 
@@ -40,6 +42,51 @@ def test_token_queue_holds_back_a_producer_until_tokens_are_taken() -> None:
     q.put_many([("big", 500)])  # larger than the bound: still enters an empty queue
     q.close()
     assert [q.get(), q.get()] == ["big", None]
+
+
+def run_model_stage(encoder: BGEM3Encoder, lengths: list[int], fill: int, monkeypatch) -> tuple[list, ModelStage]:
+    """Chunks of ``lengths`` tokens fed one at a time, slower than the model takes them; the passes it ran."""
+    passes: list[list[int]] = []
+    forward = forward_module.Replica.forward
+
+    def spy(self, ids, colbert):  # type: ignore[no-untyped-def]
+        passes.append([len(x) for x in ids])
+        return forward(self, ids, colbert)
+
+    monkeypatch.setattr(forward_module.Replica, "forward", spy)
+    queue: TokenQueue[Work] = TokenQueue(10**9)
+    messages = inbox()
+    stage = ModelStage(encoder, queue, WriteGate(lag=10**9), messages.put, stream=True, group=0, prepare=lambda: fill)
+    stage.start()
+    for n, length in enumerate(lengths):
+        ids = [0, *range(5, 3 + length), 2]
+        chunk = Chunk("d", "d.txt", "h", n, "x", 0, 1, (), length, token_ids=ids)
+        queue.put_many([(Work(None, chunk), length)])
+        time.sleep(0.05)
+    queue.close()
+    encoded = []
+    while (message := messages.get())[0] != "model-done":
+        assert message[0] == "encoded", message
+        encoded += [work.chunk.chunk_index for work, _ in message[1][0]]
+    stage.thread.join()
+    assert sorted(encoded) == list(range(len(lengths)))  # every chunk, once
+    return passes, stage
+
+
+def test_the_first_window_waits_to_fill_so_passes_follow_the_length_sorted_plan(
+    encoder: BGEM3Encoder, monkeypatch
+) -> None:
+    budget = encoder.max_batch_tokens
+    lengths = [7, 40, 12, 33, 9, 25, 18, 40, 11, 30, 8, 21]
+    plan = [[lengths[i] for i in b] for b in plan_batches(lengths, budget)]
+    assert budget >= 2 * max(lengths) and len(plan) < len(lengths)  # passes hold several chunks
+    passes, stage = run_model_stage(encoder, lengths, sum(lengths), monkeypatch)
+    assert passes == plan
+    assert stage.stats.input_wait_seconds < 0.05  # the filling is not a wait for input
+    assert 0 < stage.stats.encode_seconds < 0.05 * len(lengths)  # nor time spent encoding
+    # Without it the model starts on the first chunk alone, while the feed is still filling the queue.
+    passes, _ = run_model_stage(encoder, lengths, 0, monkeypatch)
+    assert passes[0] == [lengths[0]] and passes != plan
 
 
 def stored(store, doc_ids: list[str]) -> dict[tuple[str, int], str]:
