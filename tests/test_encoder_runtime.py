@@ -8,6 +8,7 @@ import logging
 import pickle
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -203,6 +204,32 @@ def test_several_replicas_share_one_queue(tiny_model_dir: Path, reference: list)
     import threading
 
     assert not [t for t in threading.enumerate() if t.name.startswith("encoder-")]
+
+
+def test_replicas_wait_for_a_slow_caller_instead_of_piling_up_passes(tiny_model_dir: Path) -> None:
+    enc = small_batches(tiny_model_dir, ["cpu", "cpu"], tokens=64)
+    enc.load()
+    started = [0]
+
+    def counted(forward):
+        def run(ids, colbert):
+            started[0] += 1
+            return forward(ids, colbert)
+
+        return run
+
+    for replica in enc._replicas:
+        replica.forward = counted(replica.forward)
+    ids = enc.tokenize(TEXTS)
+    ahead, taken, keys = [], 0, []
+    for batch in enc.iter_encode_batches(enumerate(ids), window_tokens=None):
+        taken += 1
+        keys += [key for key, _ in batch]
+        ahead.append(started[0] - taken)  # passes run (or running) that the caller has not taken
+        time.sleep(0.05)  # a writer slower than the devices
+    assert taken == len(plan_batches([len(x) for x in ids], 64)) > 12
+    assert max(ahead) <= 4  # 2 per device, whatever the number of batches
+    assert sorted(keys) == list(range(len(ids)))
 
 
 def test_streaming_pre_tokenized_input(encoder: BGEM3Encoder, reference: list) -> None:

@@ -91,6 +91,9 @@ def run_on_replicas(models: Sequence[Any], batches: Iterable[Any], work: Callabl
     One model: inline, in the caller's thread. Several: a feeder thread takes batches from ``batches``
     into a bounded queue and one thread per model takes them from there, so a faster device simply
     takes more batches. The first error stops the feeding and is raised here once in-flight work ends.
+    A model starts a batch only while fewer than ``2 x models`` results are running or waiting for the
+    caller: a caller that takes its results slowly (a writer it waits for) holds the devices back rather
+    than letting finished passes pile up in memory.
     """
     if len(models) == 1:
         for batch in batches:
@@ -98,6 +101,7 @@ def run_on_replicas(models: Sequence[Any], batches: Iterable[Any], work: Callabl
         return
     tasks: queue.Queue[Any] = queue.Queue(maxsize=2 * len(models))
     results: queue.Queue[tuple[str, Any]] = queue.Queue()
+    credits = threading.Semaphore(2 * len(models))  # results running or not yet taken by the caller
     stop = threading.Event()
 
     def put(item: Any) -> bool:
@@ -122,6 +126,8 @@ def run_on_replicas(models: Sequence[Any], batches: Iterable[Any], work: Callabl
 
     def serve(model: Any) -> None:
         while (batch := tasks.get()) is not _DONE:
+            while not stop.is_set() and not credits.acquire(timeout=0.1):
+                pass  # the caller has not taken enough results yet
             if stop.is_set():
                 continue
             try:
@@ -144,8 +150,10 @@ def run_on_replicas(models: Sequence[Any], batches: Iterable[Any], work: Callabl
                 running -= 1
             elif kind == "error":
                 error = error or value
-            elif error is None:
-                yield value
+            else:
+                credits.release()
+                if error is None:
+                    yield value
     finally:
         stop.set()  # a caller that stopped early: the feeder stops, workers skip what is queued and end
         for t in threads:
