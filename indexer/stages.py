@@ -284,15 +284,14 @@ def streams(encoder: Any) -> bool:
 
 
 def plan_stages(ingest: IngestSettings, encoder: Any) -> tuple[int, bool, int]:
-    """(parsing processes, write behind, devices), chosen per device unless configured (may import torch).
+    """(parsing processes, write behind, devices), chosen per device unless configured (imports torch to
+    count the devices: the queue, the write lag and the first window scale with them, configured or not).
 
     On a GPU the CPU stages must keep up with tens of thousands of tokens/s: parsing in processes, writes
     overlapping the model. On a CPU torch uses every core for the forward pass: helpers steal from it, so
     one feed thread parses and writes run between passes (see the README for the measurements).
     """
-    devices: list[str] = ["cpu"]
-    if ingest.prepare_workers is None or ingest.write_behind is None:
-        devices = list(getattr(encoder, "devices", None) or ["cpu"])
+    devices = list(getattr(encoder, "devices", None) or ["cpu"])
     gpu = any(d.startswith(("cuda", "mps")) for d in devices)
     workers = ingest.prepare_workers if ingest.prepare_workers is not None else gpu * min(8, _cores() - 2)
     behind = ingest.write_behind if ingest.write_behind is not None else gpu

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.config import IngestSettings, ModelSettings
 from indexer.encoder import BGEM3Encoder, plan_batches
 from indexer.encoder import forward as forward_module
 from indexer.models import Chunk
 from indexer.pipeline import ingest
 from indexer.records import chunks_filter
-from indexer.stages import ModelStage, TokenQueue, Work, WriteGate, inbox
+from indexer.stages import ModelStage, TokenQueue, Work, WriteGate, inbox, plan_stages
 from indexer.store import open_store
 from tests.helpers import REPO, SAMPLES, make_settings
 
@@ -87,6 +88,13 @@ def test_the_first_window_waits_to_fill_so_passes_follow_the_length_sorted_plan(
     # Without it the model starts on the first chunk alone, while the feed is still filling the queue.
     passes, _ = run_model_stage(encoder, lengths, 0, monkeypatch)
     assert passes[0] == [lengths[0]] and passes != plan
+
+
+def test_stages_scale_with_the_devices_whether_or_not_they_are_configured(tiny_model_dir: Path) -> None:
+    two = BGEM3Encoder(ModelSettings(name=str(tiny_model_dir), device=["cpu", "cpu"]), max_length=128)
+    assert plan_stages(IngestSettings(), two) == (0, False, 2)
+    configured = IngestSettings(prepare_workers=3, write_behind=True)
+    assert plan_stages(configured, two) == (3, True, 2)  # the queue and the first window: two devices' worth
 
 
 def stored(store, doc_ids: list[str]) -> dict[tuple[str, int], str]:
