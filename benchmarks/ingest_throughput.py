@@ -15,7 +15,8 @@ each measured in its own process (peak RSS per phase):
   (b) ``indexer.pipeline.ingest`` end to end into Qdrant Edge (weights loaded beforehand, timed apart);
   (c) the naive loop: per document, FlagEmbedding ``encode()`` then upsert;
   ratios b/a and b/c, and per-stage tokens/s per CPU core (loading, chunking, tokenizing, the
-  sparse/ColBERT heads and their conversion to records, building points and writing).
+  sparse/ColBERT heads and their conversion to records, building points and writing them to Edge, and
+  the same points as a server's gRPC requests).
 
     .venv/bin/python benchmarks/ingest_throughput.py --layers 4 [--docs 200] [--scale 10] [--skip-naive] [--rounds 3]
 
@@ -398,6 +399,13 @@ def phase_stages(args: argparse.Namespace) -> dict:
     writer.close()
     write += time.process_time() - started
     store.close()
+    # The same points as a server's gRPC upserts (built and serialized; not sent), in the writer's batches.
+    from indexer.store.qdrant_wire import upsert_request
+
+    started = time.process_time()
+    for at in range(0, len(points), writer.max_points):
+        upsert_request("c", points[at : at + writer.max_points], True).SerializeToString()
+    out["server requests (gRPC)"] = time.process_time() - started
     out["heads and conversion"] = convert
     out["points and writing"] = write
     return out
@@ -545,7 +553,7 @@ def main() -> None:
     print("per-stage tokens/s per CPU core (one thread each):")
     for name in ("loading", "chunking", "tokenizing"):
         print(f"  {name:<22} {stages['tokens'] / max(stages[name], 1e-9):12,.0f}")
-    for name in ("heads and conversion", "points and writing"):
+    for name in ("heads and conversion", "points and writing", "server requests (gRPC)"):
         print(f"  {name:<22} {stages['sample_tokens'] / max(stages[name], 1e-9):12,.0f}  (on a sample of the chunks)")
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient, models
+from qdrant_client.conversions.conversion import GrpcToRest, RestToGrpc
 
 from indexer.conditions import AnyFilter
 from indexer.config import QdrantSettings
@@ -29,6 +30,7 @@ from indexer.store.qdrant_params import (
     to_point_struct,
 )
 from indexer.store.qdrant_requests import from_groups_result, groups_arguments, to_qdrant_request
+from indexer.store.qdrant_wire import upsert_body, upsert_request
 
 __all__ = ["QdrantStore", "client_options", "collection_info", "collection_params", "to_point_struct"]
 
@@ -55,6 +57,12 @@ def read_server_version(client: QdrantClient, url: str) -> Version | None:
     return version
 
 
+def _update_result(result: models.UpdateResult | None, points: int) -> models.UpdateResult:
+    if result is None:  # qdrant-client's own upsert asserts it
+        raise StoreError(f"the server answered the write of {points} points without its outcome")
+    return result
+
+
 class QdrantStore:
     """A collection reached through qdrant-client."""
 
@@ -76,7 +84,8 @@ class QdrantStore:
         self.settings = settings
         self.server_version = server_version  # None: local mode, which runs every feature of its client
         self.rest = server and not grpc
-        # gRPC sends floats as 4 bytes; JSON spends up to 20 characters on one ("-0.012345678901234,").
+        # gRPC sends floats as 4 bytes. In JSON a vector's float32 takes up to 15 characters ("-1.1754944e-38,"),
+        # a sparse weight (a double) up to 24: 20 a float bounds a request (a sparse entry counts 2 floats).
         self.bytes_per_float = 20 if self.rest else 4
         # Server writes: each waits for the server's outcome, ordered as configured (see QdrantSettings).
         self.ordering = models.WriteOrdering(settings.write_ordering) if server and settings else None
@@ -189,9 +198,43 @@ class QdrantStore:
         return collection_info(self.collection, self._read())
 
     def upsert(self, points: Sequence[PointRecord], wait: bool = True) -> None:
-        """Every server write waits for its outcome, whatever ``wait`` says (see ``indexer.writer``)."""
-        structs = [to_point_struct(p) for p in points]
-        self._write(f"writing {len(points)} points", self.client.upsert, self.collection, points=structs)
+        """Every server write waits for its outcome, whatever ``wait`` says (see ``indexer.writer``). A server
+        gets requests built from the vectors' bytes (``indexer.store.qdrant_wire``); local mode, the
+        client's own models."""
+        what = f"writing {len(points)} points"
+        if not self.server:
+            self._write(what, self.client.upsert, self.collection, points=[to_point_struct(p) for p in points])
+        elif self.rest:
+            self._write(what, self._rest_upsert, points)
+        else:
+            self._write(what, self._grpc_upsert, points)
+
+    def _rest_upsert(
+        self, points: Sequence[PointRecord], wait: bool, ordering: models.WriteOrdering | None = None
+    ) -> models.UpdateResult:
+        """``PUT /collections/{name}/points`` with our body, through qdrant-client's own REST client (its
+        headers, API key, timeout and error handling), as its ``upsert`` sends it."""
+        params = {"wait": str(wait).lower()} | ({"ordering": str(ordering)} if ordering is not None else {})
+        reply = self.client.http.points_api.api_client.request(
+            type_=models.InlineResponse2008,
+            method="PUT",
+            url="/collections/{collection_name}/points",
+            path_params={"collection_name": self.collection},
+            params=params,
+            headers={"Content-Type": "application/json"},
+            content=upsert_body(points),
+        )
+        return _update_result(reply.result, len(points))
+
+    def _grpc_upsert(
+        self, points: Sequence[PointRecord], wait: bool, ordering: models.WriteOrdering | None = None
+    ) -> models.UpdateResult:
+        sent = RestToGrpc.convert_write_ordering(ordering) if ordering is not None else None
+        request = upsert_request(self.collection, points, wait, sent)
+        timeout = self.settings.timeout if self.settings else None
+        reply = self.client.grpc_points.Upsert(request, timeout=timeout)  # the client's channel: its key and TLS
+        result = GrpcToRest.convert_update_result(reply.result) if reply.HasField("result") else None
+        return _update_result(result, len(points))
 
     def delete(self, flt: AnyFilter) -> None:
         selector = models.FilterSelector(filter=to_qdrant_filter(flt))

@@ -34,6 +34,7 @@ class Call:
     transport: str  # "rest" or "grpc"
     args: dict[str, Any]
     size: int  # bytes of the request body (REST) or message (gRPC)
+    api_key: str | None = None  # the ``api-key`` header (REST) or metadata (gRPC) it came with
 
 
 @dataclass
@@ -124,8 +125,8 @@ class QdrantStandIn:
 
     # ------------------------------------------------------------------------------------ operations
 
-    def run(self, op: str, transport: str, size: int, **args: Any) -> Any:
-        self.calls.append(Call(op, transport, args, size))
+    def run(self, op: str, transport: str, size: int, api_key: str | None = None, **args: Any) -> Any:
+        self.calls.append(Call(op, transport, args, size, api_key))
         if self.delay:
             time.sleep(self.delay)
         queued = self.faults.get(op)

@@ -49,7 +49,8 @@ class _Garbage(grpc.GenericRpcHandler):
 
 def _grpc(standin: QdrantStandIn, op: str, request: Any, context: grpc.ServicerContext, **args: Any) -> Any:
     try:
-        return standin.run(op, "grpc", request.ByteSize(), **args)
+        api_key = dict(context.invocation_metadata()).get("api-key")
+        return standin.run(op, "grpc", request.ByteSize(), api_key, **args)
     except ServerError as e:
         if e.fault.trailing:
             context.set_trailing_metadata(e.fault.trailing)

@@ -132,7 +132,7 @@ class RestHandler(BaseHTTPRequestHandler):
             return
         try:
             args = _rest_args(op, m.groupdict().get("c"), json.loads(body_bytes) if body_bytes else {}, query)
-            value = standin.run(op, "rest", length, **args)
+            value = standin.run(op, "rest", length, self.headers.get("api-key"), **args)
         except ServerError as e:
             f = e.fault
             if f.raw_body is not None:
