@@ -290,7 +290,8 @@ def test_two_writers_creating_one_collection_at_once_both_go_on(transport: str) 
     """Both see no collection, both create it: the second gets 409 / ALREADY_EXISTS and checks it instead."""
     import threading
 
-    with QdrantStandIn(delay=0.3) as srv:  # both existence checks answer before either creation
+    with QdrantStandIn() as srv:
+        srv.gates["exists"] = threading.Barrier(2)  # both existence checks answer before either creation
         settings = Settings().replace(qdrant=srv.qdrant(transport == "grpc"))
         errors: list[BaseException] = []
 

@@ -80,6 +80,7 @@ class QdrantStandIn:
         self.created: dict[str, dict[str, Any]] = {}  # creation arguments, as the server got them
         self.statuses: list[models.UpdateStatus] = []  # answers for the next writes (e.g. wait_timeout)
         self.garbage: dict[str, list[bytes]] = {}  # op -> bodies the client cannot read, answered with success
+        self.gates: dict[str, threading.Barrier] = {}  # op -> its calls wait until the barrier's count arrived
         self.http: ThreadingHTTPServer | None = None
         self.grpc_server: grpc.Server | None = None
         self.rest_port = self.grpc_port = 0
@@ -127,6 +128,8 @@ class QdrantStandIn:
 
     def run(self, op: str, transport: str, size: int, api_key: str | None = None, **args: Any) -> Any:
         self.calls.append(Call(op, transport, args, size, api_key))
+        if op in self.gates:
+            self.gates[op].wait(timeout=60)
         if self.delay:
             time.sleep(self.delay)
         queued = self.faults.get(op)
