@@ -19,6 +19,7 @@ each measured in its own process (peak RSS per phase):
   the same points as a server's gRPC requests).
 
     .venv/bin/python benchmarks/ingest_throughput.py --layers 4 [--docs 200] [--scale 10] [--skip-naive] [--rounds 3]
+        [--device cuda]   # on a GPU: float16, and the GPU's utilisation (nvidia-smi) and peak memory per phase
 
 ``--rounds N`` runs (a) and (b) N times, each round in another order, and sums them: on a shared
 machine whose speed drifts by several per cent between phases minutes apart, that is what makes b/a readable.
@@ -149,11 +150,13 @@ def build_corpus(target: Path, model: Path, docs: int, scale: int = 1, pair_for:
                 n += 1
 
 
-def settings_for(model: Path, store: Path, max_batch_tokens: int, mmap_threshold_kb: int | None = None):  # -> Settings
+def settings_for(
+    model: Path, store: Path, max_batch_tokens: int, mmap_threshold_kb: int | None = None, device: str = "cpu"
+):  # -> Settings
     from indexer.config import Settings
 
     settings = Settings().replace(
-        model={"name": str(model), "device": "cpu", "max_batch_tokens": max_batch_tokens},
+        model={"name": str(model), "device": device, "max_batch_tokens": max_batch_tokens},
         chunking={"chunk_size": CHUNK_SIZE, "chunk_overlap": 0},
         qdrant={"engine": "edge", "path": str(store)},
         collection={"name": "bench"},
@@ -206,6 +209,53 @@ class PeakMemory:
         return {"peak_rss": max(self.rss, hwm), "peak_anon": self.anon, "peak_file": self.file, **cpu}
 
 
+class GpuUse:
+    """The GPU's utilisation while a phase runs: nvidia-smi's ``utilization.gpu`` (the share of each 100 ms
+    in which a kernel ran) sampled every 100 ms, and torch's peak memory on the device. Without nvidia-smi
+    the utilisation is None."""
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.device = torch.device(device)
+        index = self.device.index or 0  # nvidia-smi numbers GPUs as torch does unless CUDA_VISIBLE_DEVICES maps them
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self.samples: list[float] = []
+        query = ["nvidia-smi", f"--id={index}", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+        try:
+            self.proc: subprocess.Popen[str] | None = subprocess.Popen(
+                [*query, "-lms", "100"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            )
+        except OSError:
+            self.proc = None
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        if self.proc is None or self.proc.stdout is None:
+            return
+        for line in self.proc.stdout:
+            try:
+                self.samples.append(float(line.strip()))
+            except ValueError:
+                continue
+
+    def stop(self) -> dict:
+        import torch
+
+        torch.cuda.synchronize(self.device)
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait()
+        self._reader.join(timeout=5)
+        mean = sum(self.samples) / len(self.samples) if self.samples else None
+        return {"gpu_util": mean, "gpu_samples": len(self.samples), "gpu_peak": torch.cuda.max_memory_allocated()}
+
+
+def on_gpu(device: str) -> bool:
+    return device.startswith("cuda")
+
+
 def load_chunks(corpus: Path, model: Path) -> list[str]:
     from indexer.chunking import Chunker
     from indexer.encoder import M3Tokenizer
@@ -223,8 +273,11 @@ def phase_plain(args: argparse.Namespace) -> dict:
 
     texts = load_chunks(args.corpus, args.model)
     ids = M3Tokenizer(args.model).encode_ids(texts)
-    model = _import_backbone_class().from_pretrained(str(args.model), dtype=torch.float32).eval()
+    gpu = on_gpu(args.device)
+    dtype = torch.float16 if gpu else torch.float32  # as the encoder runs (model.fp16, the default)
+    model = _import_backbone_class().from_pretrained(str(args.model), dtype=dtype).to(args.device).eval()
     mem = PeakMemory()
+    use = GpuUse(args.device) if gpu else None
     started = time.perf_counter()
     with torch.inference_mode():
         for batch in plan_batches([len(x) for x in ids], args.max_batch_tokens):
@@ -232,9 +285,11 @@ def phase_plain(args: argparse.Namespace) -> dict:
             input_ids = torch.full((len(batch), width), 1, dtype=torch.long)
             for row, i in enumerate(batch):
                 input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+            input_ids = input_ids.to(args.device)
             model(input_ids=input_ids, attention_mask=(input_ids != 1).long())
+    gpu_stats = use.stop() if use is not None else {}  # waits for the device's last kernels
     seconds = time.perf_counter() - started
-    return {"tokens": sum(map(len, ids)), "chunks": len(ids), "seconds": seconds, **mem.stop()}
+    return {"tokens": sum(map(len, ids)), "chunks": len(ids), "seconds": seconds, **mem.stop(), **gpu_stats}
 
 
 def phase_ingest(args: argparse.Namespace) -> dict:
@@ -242,22 +297,24 @@ def phase_ingest(args: argparse.Namespace) -> dict:
     from indexer.pipeline import ingest
     from indexer.store import open_store
 
-    settings = settings_for(args.model, args.store, args.max_batch_tokens, args.mmap_threshold_kb)
+    settings = settings_for(args.model, args.store, args.max_batch_tokens, args.mmap_threshold_kb, args.device)
     mem = PeakMemory()
     started = time.perf_counter()
     encoder = BGEM3Encoder(settings.model, CHUNK_SIZE)
     encoder.load()
     load_s = time.perf_counter() - started
     mem.count_from_here()
+    use = GpuUse(args.device) if on_gpu(args.device) else None
     store = open_store(settings.qdrant, settings.collection.name)
     try:
         report = ingest([args.corpus], settings, encoder, store, progress=False)
     finally:
         store.close()
+    gpu_stats = use.stop() if use is not None else {}
     assert not report.failed, report.failed[:3]
     out = {"tokens": report.tokens, "chunks": report.chunks, "seconds": report.seconds, "load_s": load_s}
     out |= {"encode_s": report.encode_seconds, "input_wait_s": report.model_input_wait_seconds}
-    return out | {"write_wait_s": report.model_write_wait_seconds, **mem.stop()}
+    return out | {"write_wait_s": report.model_write_wait_seconds, **mem.stop(), **gpu_stats}
 
 
 def phase_naive(args: argparse.Namespace) -> dict:
@@ -273,11 +330,13 @@ def phase_naive(args: argparse.Namespace) -> dict:
     from indexer.store import open_store
 
     settings = settings_for(args.model, args.store, args.max_batch_tokens)
-    model = BGEM3FlagModel(str(args.model), use_fp16=False, devices=["cpu"], batch_size=16)
+    gpu = on_gpu(args.device)
+    model = BGEM3FlagModel(str(args.model), use_fp16=gpu, devices=[args.device], batch_size=16)
     chunker = Chunker(M3Tokenizer(args.model), CHUNK_SIZE, 0)
     store = open_store(settings.qdrant, settings.collection.name)
     store.ensure_collection(CollectionSpec.for_model(settings.collection, 1024, 1024))
     mem = PeakMemory()
+    use = GpuUse(args.device) if gpu else None
     tokens = chunks = 0
     started = time.perf_counter()
     for f in discover([args.corpus], ("**/*",), ()):
@@ -298,9 +357,10 @@ def phase_naive(args: argparse.Namespace) -> dict:
         store.upsert(points)
         tokens += sum(c.token_count for c in doc_chunks)
         chunks += len(doc_chunks)
+    gpu_stats = use.stop() if use is not None else {}
     seconds = time.perf_counter() - started
     store.close()
-    return {"tokens": tokens, "chunks": chunks, "seconds": seconds, **mem.stop()}
+    return {"tokens": tokens, "chunks": chunks, "seconds": seconds, **mem.stop(), **gpu_stats}
 
 
 def phase_edge(args: argparse.Namespace) -> dict:
@@ -355,7 +415,7 @@ def phase_stages(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(1)
     os.environ["RAYON_NUM_THREADS"] = "1"
-    settings = settings_for(args.model, args.store, args.max_batch_tokens)
+    settings = settings_for(args.model, args.store, args.max_batch_tokens, device=args.device)
     encoder = BGEM3Encoder(settings.model, CHUNK_SIZE)
     out: dict[str, float] = {}
 
@@ -383,7 +443,7 @@ def phase_stages(args: argparse.Namespace) -> dict:
     store.ensure_collection(CollectionSpec.for_model(settings.collection, encoder.dense_dim, encoder.colbert_dim))
     writer = Writer(store)
     for i in sample:
-        x = torch.tensor([ids[i]])
+        x = torch.tensor([ids[i]], device=args.device)
         with torch.inference_mode():
             hidden = replica.backbone(input_ids=x, attention_mask=torch.ones_like(x)).last_hidden_state
             started = time.process_time()
@@ -424,11 +484,18 @@ PHASES = {
 
 
 def run_phase(
-    name: str, model: Path, corpus: Path, work: Path, max_batch_tokens: int, *extra: str, tag: str = ""
+    name: str,
+    model: Path,
+    corpus: Path,
+    work: Path,
+    max_batch_tokens: int,
+    *extra: str,
+    tag: str = "",
+    device: str = "cpu",
 ) -> dict:
     store = work / f"store-{name}-{corpus.name}{tag}"  # a new tag: a new store (an ingest into it encodes all)
     cmd = [sys.executable, __file__, "--phase", name, "--model", str(model), "--corpus", str(corpus)]
-    cmd += ["--store", str(store), "--max-batch-tokens", str(max_batch_tokens), *extra]
+    cmd += ["--store", str(store), "--max-batch-tokens", str(max_batch_tokens), "--device", device, *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if done.returncode:
         raise SystemExit(f"phase {name} failed:\n{done.stderr[-3000:]}")
@@ -436,11 +503,17 @@ def run_phase(
 
 
 def combined(runs: list[dict]) -> dict:
-    """Several runs of one phase as one: times, tokens and CPU summed, peaks the highest."""
+    """Several runs of one phase as one: times, tokens and CPU summed, peaks the highest, the GPU's
+    utilisation averaged over all its samples."""
     out = dict(runs[0])
     for r in runs[1:]:
         for k, v in r.items():
-            out[k] = max(out[k], v) if k.startswith("peak") else out[k] + v
+            if k == "gpu_util":
+                continue
+            out[k] = max(out[k], v) if k.startswith(("peak", "gpu_peak")) else out[k] + v
+    utils = [(r["gpu_util"], r["gpu_samples"]) for r in runs if r.get("gpu_util") is not None]
+    if "gpu_util" in out:
+        out["gpu_util"] = sum(u * n for u, n in utils) / sum(n for _, n in utils) if utils else None
     return out
 
 
@@ -470,6 +543,9 @@ def main() -> None:
     ap.add_argument(
         "--tiny", action="store_true", help="the tiny test model with 1024-d ColBERT (a cheap --scale memory check)"
     )
+    ap.add_argument(
+        "--device", default="cpu", help="cpu, cuda or cuda:N: every phase on it, float16 on a GPU (model.fp16)"
+    )
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
@@ -489,7 +565,9 @@ def main() -> None:
         print(f"model: the tiny test model (hidden 64, 2 layers) with 1024-d ColBERT; {os.cpu_count()} CPUs")
     else:
         model = build_model(REPO / ".cache" / "bench" / f"m3-random-{args.layers}l", args.layers)
-        print(f"model: BGE-M3 architecture, random weights, {args.layers} layers; {os.cpu_count()} CPUs; torch fp32")
+        precision = "fp16" if on_gpu(args.device) else "fp32"
+        print(f"model: BGE-M3 architecture, random weights, {args.layers} layers; {os.cpu_count()} CPUs")
+        print(f"device: {args.device}, torch {precision}")
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -501,7 +579,10 @@ def main() -> None:
             heap = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
             kib = settings_for(model, work, args.max_batch_tokens, args.mmap_threshold_kb).ingest
             print(f"ingest.malloc_mmap_threshold_kb = {kib.malloc_mmap_threshold_kb} (0: glibc's sliding threshold)")
-            one, many = (run_phase("ingest", model, c, work, args.max_batch_tokens, *heap) for c in (corpus, big))
+            one, many = (
+                run_phase("ingest", model, c, work, args.max_batch_tokens, *heap, device=args.device)
+                for c in (corpus, big)
+            )
             alone = [run_phase("edge", model, c, work, args.max_batch_tokens) for c in (corpus, big)]
             table = [("ingest", "1x", one), ("ingest", f"{args.scale}x", many)]
             table += [("Edge alone", "1x", alone[0]), ("Edge alone", f"{args.scale}x", alone[1])]
@@ -519,16 +600,23 @@ def main() -> None:
                 f"its peak RSS +{mib(alone[1]['peak_rss'] - alone[0]['peak_rss'])})"
             )
             return
-        stages = run_phase("stages", model, corpus, work, args.max_batch_tokens)
+        stages = run_phase("stages", model, corpus, work, args.max_batch_tokens, device=args.device)
         heap = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
         phases = {"a": ("plain", []), "b": ("ingest", heap)}
         runs: dict[str, list[dict]] = {"a": [], "b": []}
         for n in range(args.rounds):  # each round in the other order, so that the machine's drift evens out
             for key in ("a", "b") if n % 2 == 0 else ("b", "a"):
                 name, extra = phases[key]
-                runs[key].append(run_phase(name, model, corpus, work, args.max_batch_tokens, *extra, tag=f"-{n}"))
+                done = run_phase(
+                    name, model, corpus, work, args.max_batch_tokens, *extra, tag=f"-{n}", device=args.device
+                )
+                runs[key].append(done)
         plain, ingest = combined(runs["a"]), combined(runs["b"])
-        naive = None if args.skip_naive else run_phase("naive", model, corpus, work, args.max_batch_tokens)
+        naive = (
+            None
+            if args.skip_naive
+            else run_phase("naive", model, corpus, work, args.max_batch_tokens, device=args.device)
+        )
     print(
         f"corpus: {runs['a'][0]['chunks']} chunks, {runs['a'][0]['tokens']} tokens (30-8000 per chunk), "
         f"batches of at most {args.max_batch_tokens} padded tokens"
@@ -541,6 +629,10 @@ def main() -> None:
             f"{label:<40} {rate(r):9.1f} tok/s  {r['seconds']:7.1f} s  peak RSS {mib(r['peak_rss'])}  "
             f"CPU {r['user_s']:.0f} s user + {r['sys_s']:.0f} s kernel, {r['faults'] / 1e6:.2f} M page faults"
         )
+    for label, r in rows:
+        if "gpu_peak" in r:
+            util = "not sampled (no nvidia-smi)" if r["gpu_util"] is None else f"{r['gpu_util']:.0f} % on average"
+            print(f"{label[:3]} GPU utilisation {util} ({r['gpu_samples']} samples), peak memory {mib(r['gpu_peak'])}")
     print(f"weights load before (b): {ingest['load_s'] / args.rounds:.1f} s")
     print(
         f"(b) the model: {ingest['encode_s']:.1f} s encoding, waited {ingest['input_wait_s']:.1f} s for input "
@@ -550,7 +642,8 @@ def main() -> None:
         each = [f"{rate(b) / rate(a):.3f}" for a, b in zip(runs["a"], runs["b"], strict=True)]
         print(f"{args.rounds} rounds (the rows above: their sums); b/a of each round: {'  '.join(each)}")
     print(f"b/a = {rate(ingest) / rate(plain):.3f}" + (f"   b/c = {rate(ingest) / rate(naive):.3f}" if naive else ""))
-    print("per-stage tokens/s per CPU core (one thread each):")
+    where = " (the heads on the device)" if on_gpu(args.device) else ""
+    print(f"per-stage tokens/s per CPU core (one thread each){where}:")
     for name in ("loading", "chunking", "tokenizing"):
         print(f"  {name:<22} {stages['tokens'] / max(stages[name], 1e-9):12,.0f}")
     for name in ("heads and conversion", "points and writing", "server requests (gRPC)"):
