@@ -40,6 +40,7 @@ memory any user of the engine pays for the data.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -49,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -151,15 +153,26 @@ def build_corpus(target: Path, model: Path, docs: int, scale: int = 1, pair_for:
 
 
 def settings_for(
-    model: Path, store: Path, max_batch_tokens: int, mmap_threshold_kb: int | None = None, device: str = "cpu"
+    model: Path,
+    store: Path,
+    max_batch_tokens: int,
+    mmap_threshold_kb: int | None = None,
+    device: str = "cpu",
+    server: str | None = None,
 ):  # -> Settings
+    """The run's settings: Qdrant Edge in ``store``, or a server at ``server`` ("URL GRPC_PORT"; the
+    collection named after ``store``, so that every phase writes its own)."""
     from indexer.config import Settings
 
+    qdrant: dict = {"engine": "edge", "path": str(store)}
+    if server:
+        url, port = server.split()
+        qdrant = {"url": url, "grpc_port": int(port), "prefer_grpc": True}
     settings = Settings().replace(
         model={"name": str(model), "device": device, "max_batch_tokens": max_batch_tokens},
         chunking={"chunk_size": CHUNK_SIZE, "chunk_overlap": 0},
-        qdrant={"engine": "edge", "path": str(store)},
-        collection={"name": "bench"},
+        qdrant=qdrant,
+        collection={"name": store.name if server else "bench"},
     )
     if mmap_threshold_kb is not None:
         settings = settings.replace(ingest={"malloc_mmap_threshold_kb": mmap_threshold_kb})
@@ -297,7 +310,9 @@ def phase_ingest(args: argparse.Namespace) -> dict:
     from indexer.pipeline import ingest
     from indexer.store import open_store
 
-    settings = settings_for(args.model, args.store, args.max_batch_tokens, args.mmap_threshold_kb, args.device)
+    settings = settings_for(
+        args.model, args.store, args.max_batch_tokens, args.mmap_threshold_kb, args.device, args.server
+    )
     mem = PeakMemory()
     started = time.perf_counter()
     encoder = BGEM3Encoder(settings.model, CHUNK_SIZE)
@@ -502,6 +517,26 @@ def run_phase(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@contextlib.contextmanager
+def standin_process() -> Iterator[str]:
+    """tests/qdrant_standin (REST and gRPC, qdrant-client's local engine behind them) in a process of its own,
+    keeping no record of the calls; yields "URL GRPC_PORT" for ``--server-at``."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+        "from tests.qdrant_standin import QdrantStandIn\n"
+        "with QdrantStandIn(record=False) as s:\n"
+        "    print(f'http://127.0.0.1:{s.rest_port} {s.grpc_port}', flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=120)
+
+
 def combined(runs: list[dict]) -> dict:
     """Several runs of one phase as one: times, tokens and CPU summed, peaks the highest, the GPU's
     utilisation averaged over all its samples."""
@@ -546,7 +581,13 @@ def main() -> None:
     ap.add_argument(
         "--device", default="cpu", help="cpu, cuda or cuda:N: every phase on it, float16 on a GPU (model.fp16)"
     )
+    ap.add_argument(
+        "--server",
+        action="store_true",
+        help="with --scale: (b) writes to a loopback Qdrant in its own process (tests/qdrant_standin, over gRPC)",
+    )
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
+    ap.add_argument("--server-at", dest="server", help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--store", type=Path, help=argparse.SUPPRESS)
@@ -579,10 +620,14 @@ def main() -> None:
             heap = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
             kib = settings_for(model, work, args.max_batch_tokens, args.mmap_threshold_kb).ingest
             print(f"ingest.malloc_mmap_threshold_kb = {kib.malloc_mmap_threshold_kb} (0: glibc's sliding threshold)")
-            one, many = (
-                run_phase("ingest", model, c, work, args.max_batch_tokens, *heap, device=args.device)
-                for c in (corpus, big)
-            )
+            with standin_process() if args.server else contextlib.nullcontext() as server:
+                extra = [*heap, "--server-at", server] if server else heap
+                one, many = (
+                    run_phase("ingest", model, c, work, args.max_batch_tokens, *extra, device=args.device)
+                    for c in (corpus, big)
+                )
+            if server:
+                print("(b) wrote to a loopback Qdrant server in its own process (gRPC): the rows are the indexer's")
             alone = [run_phase("edge", model, c, work, args.max_batch_tokens) for c in (corpus, big)]
             table = [("ingest", "1x", one), ("ingest", f"{args.scale}x", many)]
             table += [("Edge alone", "1x", alone[0]), ("Edge alone", f"{args.scale}x", alone[1])]

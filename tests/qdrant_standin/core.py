@@ -68,8 +68,11 @@ def as_json(value: Any) -> Any:
 
 
 class QdrantStandIn:
-    def __init__(self, version: str = "1.19.0", max_request_bytes: int = MB32, delay: float = 0.0) -> None:
+    def __init__(
+        self, version: str = "1.19.0", max_request_bytes: int = MB32, delay: float = 0.0, record: bool = True
+    ) -> None:
         self.version = version
+        self.record = record  # False: keep no calls (a long run: a benchmark writing to it)
         self.max_request_bytes = max_request_bytes
         self.delay = delay  # seconds before every answer
         self.engine = QdrantClient(location=":memory:")
@@ -127,7 +130,8 @@ class QdrantStandIn:
     # ------------------------------------------------------------------------------------ operations
 
     def run(self, op: str, transport: str, size: int, api_key: str | None = None, **args: Any) -> Any:
-        self.calls.append(Call(op, transport, args, size, api_key))
+        if self.record:
+            self.calls.append(Call(op, transport, args, size, api_key))
         if op in self.gates:
             self.gates[op].wait(timeout=60)
         if self.delay:

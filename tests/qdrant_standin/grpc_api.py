@@ -15,7 +15,10 @@ from tests.qdrant_standin.core import QdrantStandIn, ServerError
 
 def add_services(standin: QdrantStandIn) -> grpc.Server:
     """A gRPC server (not yet bound) with Qdrant's three services answering from ``standin``."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[_Garbage(standin)])
+    # Qdrant's tonic services take messages of any size (``max_decoding_message_size(usize::MAX)`` in
+    # src/tonic/mod.rs); grpcio's default is 4 MB.
+    unlimited = [("grpc.max_receive_message_length", -1)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[_Garbage(standin)], options=unlimited)
     pb.add_QdrantServicer_to_server(_Root(standin), server)
     pb.add_CollectionsServicer_to_server(_Collections(standin), server)
     pb.add_PointsServicer_to_server(_Points(standin), server)
