@@ -231,7 +231,7 @@ class QdrantStore:
     ) -> models.UpdateResult:
         sent = RestToGrpc.convert_write_ordering(ordering) if ordering is not None else None
         request = upsert_request(self.collection, points, wait, sent)
-        timeout = self.settings.timeout if self.settings else None
+        timeout = self.client.init_options.get("timeout")  # the client's own (whole seconds, rounded up)
         reply = self.client.grpc_points.Upsert(request, timeout=timeout)  # the client's channel: its key and TLS
         result = GrpcToRest.convert_update_result(reply.result) if reply.HasField("result") else None
         return _update_result(result, len(points))

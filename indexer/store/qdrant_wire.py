@@ -2,12 +2,13 @@
 with orjson.
 
 qdrant-client turns a point into Python lists, validates them with pydantic and then builds protobuf
-messages float by float (or JSON at up to 20 characters a float): a BGE-M3 point costs it about
-0.2 ms per token on one core, 4-6 k tokens/s, where a GPU encodes tens of thousands (README, "Writes to
-a server"). Here a vector's float32 bytes go into the message as they are: a packed ``repeated float``
-on the wire is the floats' little-endian bytes behind a length, so a ColBERT matrix becomes one
-``MultiDenseVector`` with one numpy copy, and protobuf parses it in C. Map fields are written as bytes
-too: protobuf's Python API copies a message into a map entry much more slowly than it parses one.
+messages float by float (or JSON at up to 20 characters a float): BGE-M3 points cost it about 0.2 ms
+per token on one core over gRPC (5 k tokens/s; under 3 k over REST), where a GPU encodes tens of
+thousands (README, "A Qdrant server"). Here a vector's float32 bytes go into the message as they are: a
+packed ``repeated float`` on the wire is the floats' little-endian bytes behind a length, so a ColBERT
+matrix becomes one ``MultiDenseVector`` with one numpy copy, and protobuf parses it in C. Map fields are
+written as bytes too: protobuf's Python API took 8.7 ms to copy a 500 x 1024 matrix into a map entry,
+against 0.14 ms to parse it.
 The request equals, message for message, what qdrant-client builds from ``to_point_struct`` (the
 tests compare them), so the server sees the same write.
 """
@@ -110,8 +111,8 @@ def upsert_request(
 
 def upsert_body(points: Sequence[PointRecord]) -> bytes:
     """The REST body of ``PUT /collections/{name}/points``: vectors serialized by orjson from numpy, each
-    float32 in its shortest exact form (about 11 characters where Python's repr of it as a double takes
-    up to 20)."""
+    float32 in its shortest exact form (12.8 characters a float on average, against 21.7 from qdrant-client,
+    which writes each as a double)."""
     import orjson
 
     def vectors(p: PointRecord) -> dict[str, Any]:
