@@ -166,7 +166,7 @@ def settings_for(
     qdrant: dict = {"engine": "edge", "path": str(store)}
     if server:
         url, port = server.split()
-        qdrant = {"url": url, "grpc_port": int(port), "prefer_grpc": True}
+        qdrant = {"url": url, "grpc_port": int(port), "prefer_grpc": True, "api_key": os.environ.get("QDRANT_API_KEY")}
     settings = Settings().replace(
         model={"name": str(model), "device": device, "max_batch_tokens": max_batch_tokens},
         chunking={"chunk_size": CHUNK_SIZE, "chunk_overlap": 0},
@@ -236,8 +236,10 @@ def phase_ingest(args: argparse.Namespace) -> dict:
     try:
         report = ingest([args.corpus], settings, encoder, store, progress=False)
     finally:
+        gpu_stats = use.stop() if use is not None else {}
+        if args.server:  # a phase's collection on the server is not kept
+            store.client.delete_collection(settings.collection.name)  # type: ignore[attr-defined]
         store.close()
-    gpu_stats = use.stop() if use is not None else {}
     assert not report.failed, report.failed[:3]
     out = {"tokens": report.tokens, "chunks": report.chunks, "seconds": report.seconds, "load_s": load_s}
     out |= {"encode_s": report.encode_seconds, "input_wait_s": report.model_input_wait_seconds}
@@ -429,6 +431,13 @@ def run_phase(
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def server_for(args: argparse.Namespace) -> contextlib.AbstractContextManager[str | None]:
+    """The server (b) writes to, as "URL GRPC_PORT": ``--qdrant-url``, the stand-in (``--server``), or none."""
+    if args.qdrant_url:
+        return contextlib.nullcontext(f"{args.qdrant_url} {args.grpc_port}")
+    return standin_process() if args.server else contextlib.nullcontext()
+
+
 def combined(runs: list[dict]) -> dict:
     """Several runs of one phase as one: times, tokens and CPU summed, peaks the highest, the GPU's
     utilisation averaged over all its samples."""
@@ -476,8 +485,13 @@ def main() -> None:
     ap.add_argument(
         "--server",
         action="store_true",
-        help="with --scale: (b) writes to a loopback Qdrant in its own process (tests/qdrant_standin, over gRPC)",
+        help="(b) writes to a loopback Qdrant in its own process (tests/qdrant_standin, over gRPC), not to Edge",
     )
+    ap.add_argument(
+        "--qdrant-url",
+        help="(b) writes to this Qdrant server over gRPC (--grpc-port; QDRANT_API_KEY), a collection per phase",
+    )
+    ap.add_argument("--grpc-port", type=int, default=6334)
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--server-at", dest="server", help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)
@@ -512,14 +526,14 @@ def main() -> None:
             heap = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
             kib = settings_for(model, work, args.max_batch_tokens, args.mmap_threshold_kb).ingest
             print(f"ingest.malloc_mmap_threshold_kb = {kib.malloc_mmap_threshold_kb} (0: glibc's sliding threshold)")
-            with standin_process() if args.server else contextlib.nullcontext() as server:
+            with server_for(args) as server:
                 extra = [*heap, "--server-at", server] if server else heap
                 one, many = (
                     run_phase("ingest", model, c, work, args.max_batch_tokens, *extra, device=args.device)
                     for c in (corpus, big)
                 )
             if server:
-                print("(b) wrote to a loopback Qdrant server in its own process (gRPC): the rows are the indexer's")
+                print(f"(b) wrote to a Qdrant server in another process ({server}): the rows are the indexer's")
             alone = [run_phase("edge", model, c, work, args.max_batch_tokens) for c in (corpus, big)]
             table = [("ingest", "1x", one), ("ingest", f"{args.scale}x", many)]
             table += [("Edge alone", "1x", alone[0]), ("Edge alone", f"{args.scale}x", alone[1])]
@@ -539,15 +553,18 @@ def main() -> None:
             return
         stages = run_phase("stages", model, corpus, work, args.max_batch_tokens, device=args.device)
         heap = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
-        phases = {"a": ("plain", []), "b": ("ingest", heap)}
         runs: dict[str, list[dict]] = {"a": [], "b": []}
-        for n in range(args.rounds):  # each round in the other order, so that the machine's drift evens out
-            for key in ("a", "b") if n % 2 == 0 else ("b", "a"):
-                name, extra = phases[key]
-                done = run_phase(
-                    name, model, corpus, work, args.max_batch_tokens, *extra, tag=f"-{n}", device=args.device
-                )
-                runs[key].append(done)
+        with server_for(args) as server:
+            phases = {"a": ("plain", []), "b": ("ingest", [*heap, "--server-at", server] if server else heap)}
+            for n in range(args.rounds):  # each round in the other order, so that the machine's drift evens out
+                for key in ("a", "b") if n % 2 == 0 else ("b", "a"):
+                    name, extra = phases[key]
+                    done = run_phase(
+                        name, model, corpus, work, args.max_batch_tokens, *extra, tag=f"-{n}", device=args.device
+                    )
+                    runs[key].append(done)
+        if server:
+            print(f"(b) wrote to a Qdrant server ({server}), not to Qdrant Edge")
         plain, ingest = combined(runs["a"]), combined(runs["b"])
         naive = (
             None
