@@ -12,7 +12,8 @@ chunk each (chunk_size 8192): most of 30-512 tokens, some of 512-1024, some of 2
 each measured in its own process (peak RSS per phase):
 
   (a) plain transformers forward over the same chunk texts, length-sorted token-budget batches;
-  (b) ``indexer.pipeline.ingest`` end to end into Qdrant Edge (weights loaded beforehand, timed apart);
+  (b) ``indexer.pipeline.ingest`` end to end into Qdrant Edge, or a server (``--qdrant-url``, ``--server``)
+      (weights loaded beforehand, timed apart);
   (c) the naive loop: per document, FlagEmbedding ``encode()`` then upsert;
   ratios b/a and b/c, and per-stage tokens/s per CPU core (loading, chunking, tokenizing, the
   sparse/ColBERT heads and their conversion to records, building points and writing them to Edge, and
