@@ -51,9 +51,13 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _head(number: int, length: int) -> bytes:
+    """The head of a length-delimited field (a message, a string or a packed array): its tag and length."""
+    return _varint(number << 3 | 2) + _varint(length)
+
+
 def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (a message, a string or a packed array): tag, length, bytes."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return _head(number, len(payload)) + payload
 
 
 def _floats(vector: np.ndarray) -> np.ndarray:
@@ -71,8 +75,8 @@ def multi_dense_vector(matrix: np.ndarray) -> bytes:
     if rows.ndim != 2:
         raise ValueError(f"a multivector must be 2-D, got shape {rows.shape}")
     n, width = rows.shape
-    row = _varint(_DENSE_DATA << 3 | 2) + _varint(4 * width)
-    head = np.frombuffer(_varint(_MULTI_ROWS << 3 | 2) + _varint(len(row) + 4 * width) + row, dtype=np.uint8)
+    row = _head(_DENSE_DATA, 4 * width)  # each row: a DenseVector whose packed data are the row's bytes
+    head = np.frombuffer(_head(_MULTI_ROWS, len(row) + 4 * width) + row, dtype=np.uint8)
     out = np.empty((n, head.size + 4 * width), dtype=np.uint8)
     out[:, : head.size] = head
     out[:, head.size :] = rows.view(np.uint8).reshape(n, 4 * width)
