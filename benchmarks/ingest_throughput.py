@@ -517,24 +517,24 @@ def main() -> None:
         print(f"model: BGE-M3 architecture, random weights, {args.layers} layers; {os.cpu_count()} CPUs")
         print(f"device: {args.device}, torch {precision}")
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, server_for(args) as server:
         work = Path(tmp)
         corpus = work / "corpus"
         build_corpus(corpus, model, args.docs, pair_for=args.max_batch_tokens if args.scale else None)
+        # (b)'s own arguments: the heap's threshold when given, the server it writes to when there is one
+        ingest_args = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
+        ingest_args += ["--server-at", server] if server else []
+        if server:
+            print(f"(b) writes to a Qdrant server in another process ({server}), not to Qdrant Edge")
         if args.scale:
             big = work / f"corpus-x{args.scale}"
             build_corpus(big, model, args.docs, args.scale, pair_for=args.max_batch_tokens)
-            heap = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
             kib = settings_for(model, work, args.max_batch_tokens, args.mmap_threshold_kb).ingest
             print(f"ingest.malloc_mmap_threshold_kb = {kib.malloc_mmap_threshold_kb} (0: glibc's sliding threshold)")
-            with server_for(args) as server:
-                extra = [*heap, "--server-at", server] if server else heap
-                one, many = (
-                    run_phase("ingest", model, c, work, args.max_batch_tokens, *extra, device=args.device)
-                    for c in (corpus, big)
-                )
-            if server:
-                print(f"(b) wrote to a Qdrant server in another process ({server}): the rows are the indexer's")
+            one, many = (
+                run_phase("ingest", model, c, work, args.max_batch_tokens, *ingest_args, device=args.device)
+                for c in (corpus, big)
+            )
             alone = [run_phase("edge", model, c, work, args.max_batch_tokens) for c in (corpus, big)]
             table = [("ingest", "1x", one), ("ingest", f"{args.scale}x", many)]
             table += [("Edge alone", "1x", alone[0]), ("Edge alone", f"{args.scale}x", alone[1])]
@@ -553,19 +553,15 @@ def main() -> None:
             )
             return
         stages = run_phase("stages", model, corpus, work, args.max_batch_tokens, device=args.device)
-        heap = [] if args.mmap_threshold_kb is None else ["--mmap-threshold-kb", str(args.mmap_threshold_kb)]
+        phases = {"a": ("plain", []), "b": ("ingest", ingest_args)}
         runs: dict[str, list[dict]] = {"a": [], "b": []}
-        with server_for(args) as server:
-            phases = {"a": ("plain", []), "b": ("ingest", [*heap, "--server-at", server] if server else heap)}
-            for n in range(args.rounds):  # each round in the other order, so that the machine's drift evens out
-                for key in ("a", "b") if n % 2 == 0 else ("b", "a"):
-                    name, extra = phases[key]
-                    done = run_phase(
-                        name, model, corpus, work, args.max_batch_tokens, *extra, tag=f"-{n}", device=args.device
-                    )
-                    runs[key].append(done)
-        if server:
-            print(f"(b) wrote to a Qdrant server ({server}), not to Qdrant Edge")
+        for n in range(args.rounds):  # each round in the other order, so that the machine's drift evens out
+            for key in ("a", "b") if n % 2 == 0 else ("b", "a"):
+                name, extra = phases[key]
+                done = run_phase(
+                    name, model, corpus, work, args.max_batch_tokens, *extra, tag=f"-{n}", device=args.device
+                )
+                runs[key].append(done)
         plain, ingest = combined(runs["a"]), combined(runs["b"])
         naive = (
             None
